@@ -1,0 +1,40 @@
+#!/bin/sh
+# Installed as /usr/local/bin/auth-server in the auth-server image; the real
+# binary is /usr/local/libexec/auth-server.
+#
+# The keys folder is usually a bind mount owned by whoever checked out the
+# repository, not by the image's user. Started as root (the image default, and
+# what `docker compose exec` uses), this wrapper picks the user the server runs
+# as and makes the folder writable for it, then drops root for good:
+#   - the folder belongs to a non-root uid (a host user): run as that uid and gid,
+#     so the keys on the host stay readable by their owner for backups;
+#   - the folder belongs to root (e.g. created by the engine): run as `app`
+#     (10001) and hand the folder over to it.
+# Started as non-root (`user:` in compose, Kubernetes runAsUser), it changes
+# nothing and runs the binary as is.
+set -eu
+
+real=/usr/local/libexec/auth-server
+
+if [ "$(id -u)" != 0 ]; then
+    exec "$real" "$@"
+fi
+
+keys=${AUTH_KEYS_DIR:-/keys}
+mkdir -p "$keys"
+uid=$(stat -c %u "$keys")
+gid=$(stat -c %g "$keys")
+if [ "$uid" = 0 ]; then
+    uid=10001
+    gid=10001
+fi
+# Only what the server writes: the folder itself and its private/ and public/
+# trees. Anything else in the folder (a README) is left alone.
+chown "$uid:$gid" "$keys"
+for sub in private public; do
+    if [ -e "$keys/$sub" ]; then
+        find "$keys/$sub" \( ! -user "$uid" -o ! -group "$gid" \) -exec chown -h "$uid:$gid" {} +
+    fi
+done
+
+exec setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$real" "$@"
