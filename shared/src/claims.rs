@@ -1,0 +1,104 @@
+//! Access-token claims (RFC 9068 profile) and the token response (RFC 6749 §5.1).
+
+use serde::{Deserialize, Serialize};
+
+/// The `typ` header of every access token (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// The scope the articles API requires.
+pub const ARTICLES_READ_SCOPE: &str = "articles:read";
+
+/// The claims of an access token, exactly as the contract lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// Issuer (`AUTH_ISSUER`).
+    pub iss: String,
+    /// Audience (`AUTH_AUDIENCE`).
+    pub aud: String,
+    /// The user id.
+    pub sub: String,
+    /// The username.
+    pub preferred_username: String,
+    /// Display name, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Roles, e.g. `["user"]`; `admin` reads every article.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Space-separated scopes.
+    #[serde(default)]
+    pub scope: String,
+    /// Issued at (seconds since the epoch).
+    pub iat: u64,
+    /// Not before (seconds since the epoch).
+    pub nbf: u64,
+    /// Expires at (seconds since the epoch).
+    pub exp: u64,
+    /// Unique per token.
+    pub jti: String,
+    /// The session (login) the token comes from; the same across refresh rotations.
+    pub sid: String,
+}
+
+impl AccessClaims {
+    /// Whether the space-separated `scope` contains `wanted` as a whole word.
+    pub fn has_scope(&self, wanted: &str) -> bool {
+        self.scope.split(' ').any(|s| s == wanted)
+    }
+
+    /// Whether the token carries `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// The body of a successful `/login` or `/token` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    /// The RS256 access token.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Access-token lifetime in seconds.
+    pub expires_in: u64,
+    /// The opaque refresh token; absent when it is sent as a cookie instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// Refresh-token lifetime in seconds.
+    pub refresh_expires_in: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(scope: &str) -> AccessClaims {
+        AccessClaims {
+            iss: "i".into(),
+            aud: "a".into(),
+            sub: "s".into(),
+            preferred_username: "u".into(),
+            name: None,
+            roles: vec!["user".into()],
+            scope: scope.into(),
+            iat: 1,
+            nbf: 1,
+            exp: 2,
+            jti: "j".into(),
+            sid: "x".into(),
+        }
+    }
+
+    #[test]
+    fn scope_matches_whole_words_only() {
+        assert!(claims("openid articles:read").has_scope(ARTICLES_READ_SCOPE));
+        assert!(!claims("articles:readwrite").has_scope(ARTICLES_READ_SCOPE));
+        assert!(!claims("").has_scope(ARTICLES_READ_SCOPE));
+    }
+
+    #[test]
+    fn absent_name_is_left_out_of_the_token() {
+        let json = serde_json::to_value(claims("x")).unwrap();
+        assert!(json.get("name").is_none());
+    }
+}

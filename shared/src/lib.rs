@@ -1,0 +1,16 @@
+//! What the auth server and the articles API share.
+//!
+//! The contract (`CONTRACT.md`) fixes the wire formats both processes speak; this crate
+//! defines each of them once so the two servers cannot drift apart:
+//! - [`error`]: the RFC 6749-style error envelope and its mapping to HTTP responses;
+//! - [`claims`]: the RFC 9068 access-token claims and the token response;
+//! - [`keys`]: public keys, their RFC 7638 `kid`, JWKs;
+//! - [`duration`]: the `900` / `15m` / `7d` duration syntax of the configuration.
+
+pub mod claims;
+pub mod duration;
+pub mod error;
+pub mod keys;
+
+pub use claims::{AccessClaims, TokenResponse};
+pub use error::{ApiError, ErrorBody, ErrorCode};
