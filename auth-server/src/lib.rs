@@ -1,1 +1,176 @@
-//! placeholder
+//! The auth server: registers users, logs them in, signs RS256 access tokens and rotates
+//! refresh tokens kept (hashed) in Redis.
+//!
+//! [`Application::build`] wires everything from [`Settings`]; `main` and the tests both start
+//! the server that way (tests on port 0).
+
+pub mod access;
+pub mod config;
+pub mod error;
+pub mod keys;
+pub mod passwords;
+pub mod routes;
+pub mod sessions;
+pub mod store;
+pub mod tokens;
+pub mod users;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServiceRequest};
+use actix_web::middleware::Logger;
+use actix_web::{App, HttpServer, web};
+use arc_swap::ArcSwap;
+
+pub use crate::config::Settings;
+use crate::keys::{KeyRing, KeyStore, KeyStoreError};
+use crate::routes::AppState;
+use crate::sessions::{Policy, Sessions};
+use crate::store::{Store, StoreError};
+
+/// Why the server could not start. `Display` is one line.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The signing keys.
+    #[error("signing keys: {0}")]
+    Keys(#[from] KeyStoreError),
+    /// The Redis client could not be set up.
+    #[error("redis: {0}")]
+    Store(#[from] StoreError),
+    /// Binding the listen address.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// `AUTH_BIND`.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Anything else at start-up (hashing, a crashed blocking task).
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A built server, listening, not yet running.
+pub struct Application {
+    port: u16,
+    server: Server,
+    keys: Arc<ArcSwap<KeyRing>>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application").field("port", &self.port).finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Loads (or on first start generates) the signing keys, sets up Redis (lazily: the server
+    /// starts while Redis is down) and binds `settings.bind`.
+    pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        let key_store = KeyStore::new(&settings.keys_dir);
+        let ring = tokio::task::spawn_blocking(move || key_store.load_or_init())
+            .await
+            .map_err(|e| StartError::Other(format!("loading keys: {e}")))??;
+        log::info!("signing with key {}", ring.signer().kid());
+        let keys = Arc::new(ArcSwap::from_pointee(ring));
+
+        let store = Store::new(&settings.redis_url)?;
+        let probe = store.clone();
+        tokio::spawn(async move {
+            match probe.ping().await {
+                Ok(()) => log::info!("redis reachable"),
+                Err(e) => log::warn!("redis not reachable yet, will keep trying: {e}"),
+            }
+        });
+
+        let dummy_phc =
+            passwords::dummy_hash().await.map_err(|e| StartError::Other(e.to_string()))?;
+        let policy = Policy {
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
+            access_ttl: settings.access_token_ttl,
+            refresh_ttl: settings.refresh_token_ttl,
+            max_age: settings.session_max_age,
+            grace: settings.refresh_reuse_grace,
+        };
+        let sessions = Sessions::new(store.clone(), keys.clone(), policy);
+
+        let listener = TcpListener::bind(&settings.bind)
+            .map_err(|source| StartError::Bind { addr: settings.bind.clone(), source })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr: settings.bind.clone(), source })?
+            .port();
+
+        let state = web::Data::new(AppState {
+            metadata: routes::metadata_json(&settings.issuer),
+            settings: Arc::new(settings),
+            store,
+            sessions,
+            keys: keys.clone(),
+            dummy_phc,
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(access_log())
+                .app_data(state.clone())
+                .app_data(shared::error::json_config())
+                .app_data(shared::error::form_config())
+                .app_data(shared::error::path_config())
+                .app_data(shared::error::query_config())
+                .configure(routes::configure)
+        })
+        .listen(listener)
+        .map_err(|source| StartError::Bind { addr: "listener".into(), source })?
+        .run();
+        Ok(Self { port, server, keys })
+    }
+
+    /// The port the server listens on (useful with port 0).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The key ring the server signs with; store a new one to swap keys without a restart.
+    pub fn keys(&self) -> Arc<ArcSwap<KeyRing>> {
+        self.keys.clone()
+    }
+
+    /// Serves until the process gets SIGINT/SIGTERM.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// The access log: method, path (never the query string), status, size, time. Never the
+/// `Authorization` header, cookies or bodies.
+fn access_log() -> Logger {
+    Logger::new(r#"%a "%{method}xi %{path}xi" %s %b %Dms"#)
+        .custom_request_replace("method", |req: &ServiceRequest| req.method().to_string())
+        .custom_request_replace("path", |req: &ServiceRequest| req.path().to_owned())
+        .log_target("auth_server::access")
+}
+
+/// Now, in seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    sessions::now_ms() / 1000
+}
+
+/// Sets a user's roles (admin CLI). They take effect at the user's next login.
+pub async fn set_roles(
+    settings: &Settings,
+    username: &str,
+    roles: &[String],
+) -> Result<(), String> {
+    let username = users::normalize_username(username).map_err(|e| e.to_string())?;
+    for role in roles {
+        users::check_role(role).map_err(|e| e.to_string())?;
+    }
+    let store = Store::new(&settings.redis_url).map_err(|e| e.to_string())?;
+    match store.set_roles(&username, roles).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!("no user `{username}`")),
+        Err(e) => Err(e.to_string()),
+    }
+}

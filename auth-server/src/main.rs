@@ -1,1 +1,137 @@
-fn main() {}
+//! `auth-server`: parse the command line, load the settings, run.
+
+use std::io::{Read as _, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use auth_server::{Application, Settings};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "auth-server",
+    version,
+    about = "Accounts, RS256 access tokens, rotating refresh tokens."
+)]
+struct Cli {
+    /// TOML settings file (environment variables `AUTH_*` override it).
+    #[arg(long, global = true, env = "AUTH_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Exit 0 when the local server answers GET /readyz with 200, else 1 (for Docker).
+    Healthcheck,
+    /// Manage users.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Replace a user's roles, e.g. `users set-roles alice admin user`. Sessions get the new
+    /// roles at their next login.
+    SetRoles {
+        /// The username.
+        username: String,
+        /// The roles.
+        #[arg(required = true)]
+        roles: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("auth-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings),
+        Command::Healthcheck => healthcheck(&settings),
+        Command::Users { command: UsersCommand::SetRoles { username, roles } } => {
+            run_async(async move {
+                match auth_server::set_roles(&settings, &username, &roles).await {
+                    Ok(()) => {
+                        println!(
+                            "{username}: roles set to {}; they apply from the next login",
+                            roles.join(" ")
+                        );
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("auth-server: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
+        }
+    }
+}
+
+fn serve(settings: Settings) -> ExitCode {
+    let result = actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(settings).await?;
+        log::info!("listening on port {}", app.port());
+        app.run_until_stopped().await.map_err(|e| auth_server::StartError::Other(e.to_string()))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("auth-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_async(fut: impl Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(fut),
+        Err(e) => {
+            eprintln!("auth-server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// GET /readyz on the local port, with a plain HTTP/1.1 request (no client library needed).
+fn healthcheck(settings: &Settings) -> ExitCode {
+    let port =
+        settings.bind.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).unwrap_or(5000);
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let check = || -> std::io::Result<bool> {
+        let timeout = Duration::from_secs(3);
+        let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
+        stream
+            .write_all(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head)?;
+        Ok(head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200"))
+    };
+    match check() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("auth-server: not ready");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("auth-server: {addr}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! One error enum per concern, and the one place where each becomes a contract error.
+//!
+//! Expected outcomes (bad input, wrong password, unknown token) map to their status and code.
+//! Unexpected ones are logged here, once, with their cause, and leave as an opaque
+//! `internal_error`; a Redis outage leaves as `unavailable` with `Retry-After`.
+
+use shared::{ApiError, ErrorCode};
+
+use crate::passwords::HashError;
+use crate::store::StoreError;
+use crate::tokens::{CryptoError, SignError};
+
+/// Seconds a client should wait before retrying when Redis is down.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// A bad field in a request body. The description names the field and never echoes a password.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidField(pub String);
+
+/// `POST /register`.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// A field failed validation.
+    #[error(transparent)]
+    Invalid(#[from] InvalidField),
+    /// The username exists.
+    #[error("username taken")]
+    Taken,
+    /// Redis.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Hashing.
+    #[error(transparent)]
+    Hash(#[from] HashError),
+}
+
+/// `POST /login` (credentials; the session part is [`SessionError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Unknown user or wrong password: the same answer for both.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// Redis.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Hashing.
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    /// Creating the session.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+}
+
+/// Sessions: issuing, rotating and ending them.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The refresh token is unknown, expired, revoked or spent (the reason is for the log).
+    #[error("invalid grant: {0}")]
+    InvalidGrant(&'static str),
+    /// Redis.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Random generator or cipher.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// Signing the access token.
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    /// A stored successor that the presented token cannot open.
+    #[error("stored successor does not open with the presented token")]
+    Successor,
+}
+
+fn store_error(e: &StoreError) -> ApiError {
+    match e {
+        StoreError::Unavailable(cause) => {
+            log::warn!("redis unavailable: {cause}");
+            ApiError::unavailable(RETRY_AFTER_SECS)
+        }
+        StoreError::Unexpected(cause) => {
+            log::error!("unexpected redis reply: {cause}");
+            ApiError::internal()
+        }
+    }
+}
+
+fn internal(e: &dyn std::error::Error) -> ApiError {
+    log::error!("internal error: {e}");
+    ApiError::internal()
+}
+
+impl From<RegisterError> for ApiError {
+    fn from(e: RegisterError) -> Self {
+        match e {
+            RegisterError::Invalid(field) => ApiError::invalid_request(field.0),
+            RegisterError::Taken => {
+                ApiError::new(ErrorCode::UsernameTaken, "this username is already registered")
+            }
+            RegisterError::Store(e) => store_error(&e),
+            RegisterError::Hash(e) => internal(&e),
+        }
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::InvalidCredentials => {
+                ApiError::new(ErrorCode::InvalidCredentials, "invalid username or password")
+            }
+            LoginError::Store(e) => store_error(&e),
+            LoginError::Hash(e) => internal(&e),
+            LoginError::Session(e) => e.into(),
+        }
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::InvalidGrant(reason) => {
+                log::debug!("refresh refused: {reason}");
+                ApiError::new(
+                    ErrorCode::InvalidGrant,
+                    "the refresh token is invalid, expired, revoked or already used",
+                )
+            }
+            SessionError::Store(e) => store_error(&e),
+            SessionError::Crypto(e) => internal(&e),
+            SessionError::Sign(e) => internal(&e),
+            SessionError::Successor => internal(&SessionError::Successor),
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! Accounts: validation, registration, password check.
+
+use std::sync::Arc;
+
+use crate::error::{InvalidField, LoginError, RegisterError};
+use crate::passwords::{self, Password};
+use crate::store::{Store, UserRecord};
+
+/// Role every new user gets.
+pub const DEFAULT_ROLE: &str = "user";
+
+const USERNAME_MIN: usize = 3;
+const USERNAME_MAX: usize = 64;
+const PASSWORD_MIN: usize = 8;
+const PASSWORD_MAX: usize = 128;
+const NAME_MAX: usize = 128;
+const ROLE_MAX: usize = 64;
+
+/// Lowercases `raw` and checks it is 3–64 of `a-z 0-9 . _ @ + -`.
+pub fn normalize_username(raw: &str) -> Result<String, InvalidField> {
+    let username = raw.to_lowercase();
+    let len = username.chars().count();
+    if !(USERNAME_MIN..=USERNAME_MAX).contains(&len) {
+        return Err(InvalidField(format!(
+            "username must be {USERNAME_MIN} to {USERNAME_MAX} characters long"
+        )));
+    }
+    if !username
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-_@+".contains(c))
+    {
+        return Err(InvalidField(
+            "username may only contain letters a-z, digits and . _ @ + -".into(),
+        ));
+    }
+    Ok(username)
+}
+
+/// Checks the password length (8–128 characters, NIST SP 800-63B). Never echoes it.
+pub fn check_password(password: &Password) -> Result<(), InvalidField> {
+    let len = password.expose().chars().count();
+    if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&len) {
+        return Err(InvalidField(format!(
+            "password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters long"
+        )));
+    }
+    Ok(())
+}
+
+/// Trims the display name; empty means none; at most 128 characters, no control characters.
+pub fn normalize_name(raw: Option<String>) -> Result<Option<String>, InvalidField> {
+    let Some(raw) = raw else { return Ok(None) };
+    let name = raw.trim();
+    if name.is_empty() {
+        return Ok(None);
+    }
+    if name.chars().count() > NAME_MAX {
+        return Err(InvalidField(format!("name must be at most {NAME_MAX} characters long")));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(InvalidField("name must not contain control characters".into()));
+    }
+    Ok(Some(name.to_owned()))
+}
+
+/// Checks a role name given to the admin CLI: 1–64 of `a-z 0-9 : _ -`.
+pub fn check_role(role: &str) -> Result<(), InvalidField> {
+    let ok = (1..=ROLE_MAX).contains(&role.len())
+        && role
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b":_-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidField(format!("`{role}` is not a role name (a-z 0-9 : _ -)")))
+    }
+}
+
+/// A registration request, before validation.
+#[derive(Debug)]
+pub struct NewUser {
+    /// As sent.
+    pub username: String,
+    /// As sent.
+    pub password: Password,
+    /// As sent.
+    pub name: Option<String>,
+}
+
+/// Validates, hashes and stores a new user with the role `user`.
+pub async fn register(store: &Store, new: NewUser) -> Result<UserRecord, RegisterError> {
+    let username = normalize_username(&new.username)?;
+    check_password(&new.password)?;
+    let name = normalize_name(new.name)?;
+    // Cheap early answer for a taken name; the script below is what guarantees uniqueness.
+    if store.get_user(&username).await?.is_some() {
+        return Err(RegisterError::Taken);
+    }
+    let phc = passwords::hash(new.password).await?;
+    let user = UserRecord {
+        id: uuid::Uuid::new_v4().to_string(),
+        username,
+        name,
+        phc: Arc::from(phc),
+        roles: vec![DEFAULT_ROLE.to_owned()],
+    };
+    if store.create_user(&user, crate::now_secs()).await? {
+        log::info!("registered user {} ({})", user.username, user.id);
+        Ok(user)
+    } else {
+        Err(RegisterError::Taken)
+    }
+}
+
+/// Checks a username and password. Unknown users are verified against `dummy_phc`, so both
+/// failures take the same time and give the same error.
+pub async fn authenticate(
+    store: &Store,
+    dummy_phc: &Arc<str>,
+    username: &str,
+    password: Password,
+) -> Result<UserRecord, LoginError> {
+    let user = match normalize_username(username) {
+        Ok(username) => store.get_user(&username).await?,
+        Err(_) => None,
+    };
+    let phc = user.as_ref().map_or_else(|| dummy_phc.clone(), |u| u.phc.clone());
+    let matches = passwords::verify(password, phc).await?;
+    match user {
+        Some(user) if matches => Ok(user),
+        _ => Err(LoginError::InvalidCredentials),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_are_lowercased_and_checked() {
+        assert_eq!(
+            normalize_username("Alice.Smith+1@Example-X_Y").unwrap(),
+            "alice.smith+1@example-x_y"
+        );
+        assert_eq!(normalize_username("abc").unwrap(), "abc");
+        assert_eq!(normalize_username(&"a".repeat(64)).unwrap(), "a".repeat(64));
+        for bad in ["ab", "", "has space", "sémi", "a/b", "a:b", "x\u{0}y", &"a".repeat(65)] {
+            let err = normalize_username(bad).unwrap_err();
+            assert!(err.0.contains("username"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_8_to_128_characters_and_never_echoed() {
+        assert!(check_password(&Password::new("12345678".into())).is_ok());
+        assert!(check_password(&Password::new("ü".repeat(128))).is_ok());
+        for bad in ["1234567".to_owned(), "x".repeat(129), String::new()] {
+            let err = check_password(&Password::new(bad.clone())).unwrap_err();
+            assert!(err.0.contains("password"), "{err}");
+            assert!(bad.is_empty() || !err.0.contains(&bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn names_are_optional_trimmed_and_bounded() {
+        assert_eq!(normalize_name(None).unwrap(), None);
+        assert_eq!(normalize_name(Some("  ".into())).unwrap(), None);
+        assert_eq!(
+            normalize_name(Some(" Ada Lovelace ".into())).unwrap().as_deref(),
+            Some("Ada Lovelace")
+        );
+        assert!(normalize_name(Some("x".repeat(129))).unwrap_err().0.contains("name"));
+        assert!(normalize_name(Some("a\nb".into())).is_err());
+    }
+
+    #[test]
+    fn roles_are_simple_names() {
+        assert!(check_role("admin").is_ok());
+        assert!(check_role("articles:write").is_ok());
+        assert!(check_role("").is_err());
+        assert!(check_role("Admin").is_err());
+        assert!(check_role("a b").is_err());
+    }
+}

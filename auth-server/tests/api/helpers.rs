@@ -1,0 +1,149 @@
+//! `spawn_app`: the auth server on port 0 with a temp keys dir and its own Redis.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use auth_server::{Application, Settings};
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use shared::TokenResponse;
+use test_support::RedisServer;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+pub struct TestApp {
+    pub address: String,
+    pub redis: RedisServer,
+    pub keys_dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+}
+
+/// A reply, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn error(&self) -> &str {
+        self.body["error"].as_str().unwrap_or_else(|| panic!("no error code in {}", self.text))
+    }
+
+    pub fn tokens(&self) -> TokenResponse {
+        assert_eq!(self.status, 200, "{}", self.text);
+        serde_json::from_value(self.body.clone()).unwrap()
+    }
+
+    pub fn refresh_token(&self) -> String {
+        self.tokens().refresh_token.expect("refresh token in the body")
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
+    let redis = RedisServer::start();
+    spawn_app_on(redis, customize).await
+}
+
+/// Starts the app against `redis` (running or not).
+pub async fn spawn_app_on(redis: RedisServer, customize: impl FnOnce(&mut Settings)) -> TestApp {
+    let keys_dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::for_tests(redis.url(), keys_dir.path());
+    customize(&mut settings);
+    let app = Application::build(settings).await.expect("the app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap();
+    TestApp { address, redis, keys_dir, client }
+}
+
+/// A username no other test uses.
+pub fn unique_user(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("{prefix}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+pub async fn read(res: reqwest::Response) -> Reply {
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let text = res.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply { status, headers, body, text }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub fn public_keys_dir(&self) -> PathBuf {
+        self.keys_dir.path().join("public")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
+        read(self.client.post(self.url(path)).json(body).send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        read(self.client.get(self.url(path)).send().await.unwrap()).await
+    }
+
+    pub async fn register(&self, username: &str) -> Reply {
+        self.post_json("/register", &json!({ "username": username, "password": PASSWORD })).await
+    }
+
+    pub async fn login(&self, username: &str) -> Reply {
+        self.post_json("/login", &json!({ "username": username, "password": PASSWORD })).await
+    }
+
+    /// Registers `username` and logs in; returns the login reply.
+    pub async fn signed_up(&self, username: &str) -> Reply {
+        let reg = self.register(username).await;
+        assert_eq!(reg.status, 201, "{}", reg.text);
+        let login = self.login(username).await;
+        assert_eq!(login.status, 200, "{}", login.text);
+        login
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Reply {
+        self.post_json("/token", &json!({ "refresh_token": refresh_token })).await
+    }
+
+    pub async fn logout(&self, refresh_token: &str) -> Reply {
+        self.post_json("/logout", &json!({ "refresh_token": refresh_token })).await
+    }
+
+    pub async fn logout_all(&self, access_token: &str) -> Reply {
+        read(
+            self.client
+                .post(self.url("/logout/all"))
+                .bearer_auth(access_token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+}
+
+/// The claims of a JWT, decoded without verification (for comparisons only).
+pub fn claims_of(jwt: &str) -> Value {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
