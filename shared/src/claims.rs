@@ -30,13 +30,18 @@ pub struct AccessClaims {
     pub scope: String,
     /// Issued at (seconds since the epoch).
     pub iat: u64,
-    /// Not before (seconds since the epoch).
+    /// Not before (seconds since the epoch). Optional on input (0 when absent): the contract
+    /// requires only `exp`, `iat`, `iss`, `aud`, `sub`, and checks `nbf` when present.
+    #[serde(default)]
     pub nbf: u64,
     /// Expires at (seconds since the epoch).
     pub exp: u64,
-    /// Unique per token.
+    /// Unique per token. Empty when absent (not a required claim for verification).
+    #[serde(default)]
     pub jti: String,
-    /// The session (login) the token comes from; the same across refresh rotations.
+    /// The session (login) the token comes from; the same across refresh rotations. Empty
+    /// when absent (not a required claim for verification).
+    #[serde(default)]
     pub sid: String,
 }
 

@@ -151,7 +151,10 @@ mod tests {
 
     #[test]
     fn garbage_pem_is_refused() {
-        assert!(PublicKey::from_pem(b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").is_err());
+        assert!(
+            PublicKey::from_pem(b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+                .is_err()
+        );
         assert!(PublicKey::from_pem(b"hello").is_err());
     }
 }

@@ -5,12 +5,24 @@
 //! - [`error`]: the RFC 6749-style error envelope and its mapping to HTTP responses;
 //! - [`claims`]: the RFC 9068 access-token claims and the token response;
 //! - [`keys`]: public keys, their RFC 7638 `kid`, JWKs;
+//! - [`keyset`]: immutable key sets by `kid` and the live, hot-swapped [`Keys`];
+//! - [`verify`]: the pinned RS256 access-token [`Verifier`];
+//! - [`extract`]: the actix-web [`Authenticated`] extractor answering RFC 6750 challenges;
 //! - [`duration`]: the `900` / `15m` / `7d` duration syntax of the configuration.
 
 pub mod claims;
 pub mod duration;
 pub mod error;
+pub mod extract;
 pub mod keys;
+pub mod keyset;
+pub mod verify;
+
+#[cfg(test)]
+mod test_keys;
 
 pub use claims::{AccessClaims, TokenResponse};
 pub use error::{ApiError, ErrorBody, ErrorCode};
+pub use extract::Authenticated;
+pub use keyset::{DirSource, KeySet, KeySource, Keys};
+pub use verify::{Verifier, VerifierConfig, VerifyError};

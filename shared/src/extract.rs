@@ -1,0 +1,287 @@
+//! The `Authenticated` actix-web extractor: a handler that takes it cannot run without a
+//! verified access token, and no handler reads `Authorization` itself.
+//!
+//! Failures answer the contract's table (RFC 6750 §3), with the realm and scope of the
+//! [`Verifier`] found in the app data:
+//!
+//! | case | status, `error` | `WWW-Authenticate` |
+//! |---|---|---|
+//! | no `Authorization` header | 401 `invalid_token` | `Bearer realm="R"` |
+//! | malformed header | 400 `invalid_request` | `Bearer realm="R", error="invalid_request"` |
+//! | invalid token | 401 `invalid_token` | `Bearer realm="R", error="invalid_token", error_description="..."` |
+//! | valid token without the scope | 403 `insufficient_scope` | `Bearer realm="R", error="insufficient_scope", scope="S"` |
+//!
+//! Decisions where the contract is silent:
+//! - No header: RFC 6750 puts no error code in the challenge, but every body of ours carries
+//!   an `error`; the body says `invalid_token` ("an access token is required"), the header
+//!   stays the bare `Bearer realm="R"`.
+//! - Malformed: a scheme other than `Bearer` (e.g. `Basic`), `Bearer` with no token, more than
+//!   one space, characters outside RFC 6750's `b64token`, a non-ASCII value, or two
+//!   `Authorization` headers. The scheme is matched case-insensitively (`bearer` works).
+//! - A token over [`MAX_TOKEN_BYTES`](crate::verify::MAX_TOKEN_BYTES) is an invalid token (401),
+//!   not a malformed request: its syntax may be fine, it is refused for its size.
+
+use std::future::{Future, Ready, ready};
+use std::ops::Deref;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use actix_web::dev::Payload;
+use actix_web::http::header::{AUTHORIZATION, HeaderValue};
+use actix_web::{FromRequest, HttpRequest, web};
+
+use crate::claims::AccessClaims;
+use crate::error::{ApiError, ErrorCode};
+use crate::verify::{MAX_TOKEN_BYTES, Verifier, VerifyError};
+
+/// The verified claims of the request's bearer token.
+///
+/// Put it in a handler's arguments; the handler only runs when the token verified (signature,
+/// `typ`, `iss`, `aud`, time, scope). Needs a `web::Data<Verifier>` in the app data.
+#[derive(Debug, Clone)]
+pub struct Authenticated(AccessClaims);
+
+impl Authenticated {
+    /// The verified claims.
+    pub fn claims(&self) -> &AccessClaims {
+        &self.0
+    }
+
+    /// The verified claims, owned.
+    pub fn into_claims(self) -> AccessClaims {
+        self.0
+    }
+}
+
+impl Deref for Authenticated {
+    type Target = AccessClaims;
+
+    fn deref(&self) -> &AccessClaims {
+        &self.0
+    }
+}
+
+/// The extractor's future: ready at once when the token's key is loaded (the common case, no
+/// allocation), boxed only when an unknown `kid` needs a key re-read.
+// The ready variant is large on purpose: boxing it would add the allocation this type avoids.
+#[allow(clippy::large_enum_variant)]
+pub enum AuthFuture {
+    /// Decided synchronously.
+    Ready(Ready<Result<Authenticated, ApiError>>),
+    /// Waiting for a key re-read.
+    Refreshing(Pin<Box<dyn Future<Output = Result<Authenticated, ApiError>>>>),
+}
+
+impl std::fmt::Debug for AuthFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Ready(_) => "AuthFuture::Ready",
+            Self::Refreshing(_) => "AuthFuture::Refreshing",
+        })
+    }
+}
+
+impl Future for AuthFuture {
+    type Output = Result<Authenticated, ApiError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Self::Ready(ready) => Pin::new(ready).poll(cx),
+            Self::Refreshing(fut) => fut.as_mut().poll(cx),
+        }
+    }
+}
+
+impl FromRequest for Authenticated {
+    type Error = ApiError;
+    type Future = AuthFuture;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let Some(verifier) = req.app_data::<web::Data<Verifier>>() else {
+            log::error!("Authenticated used on a route without web::Data<Verifier>");
+            return AuthFuture::Ready(ready(Err(ApiError::internal())));
+        };
+        let value = match bearer_header(req) {
+            Ok(value) => value,
+            Err(e) => return AuthFuture::Ready(ready(Err(e.into_api_error(verifier.realm())))),
+        };
+        let token = match bearer_token(value) {
+            Ok(token) => token,
+            Err(e) => return AuthFuture::Ready(ready(Err(e.into_api_error(verifier.realm())))),
+        };
+        match verifier.verify_now(token) {
+            Err(VerifyError::UnknownKid) => {
+                // Rare: a key we have not seen yet. Own what the wait needs.
+                let verifier = web::Data::clone(verifier);
+                let value = value.clone();
+                AuthFuture::Refreshing(Box::pin(async move {
+                    let token =
+                        bearer_token(&value).map_err(|e| e.into_api_error(verifier.realm()))?;
+                    let result = verifier.verify(token).await;
+                    finish(result, &verifier)
+                }))
+            }
+            result => AuthFuture::Ready(ready(finish(result, verifier))),
+        }
+    }
+}
+
+fn finish(
+    result: Result<AccessClaims, VerifyError>,
+    verifier: &Verifier,
+) -> Result<Authenticated, ApiError> {
+    match result {
+        Ok(claims) => Ok(Authenticated(claims)),
+        Err(err) => {
+            log::debug!("access token refused: {err}");
+            Err(token_error(&err, verifier.realm()))
+        }
+    }
+}
+
+/// The response for a refused token: 403 `insufficient_scope` or 401 `invalid_token`, with
+/// the RFC 6750 challenge for `realm`. Public so other entry points (a WebSocket upgrade, a
+/// handler verifying a token from a body) answer exactly like the extractor.
+pub fn token_error(err: &VerifyError, realm: &str) -> ApiError {
+    let description = err.to_string();
+    match err {
+        VerifyError::InsufficientScope(scope) => {
+            let challenge = format!(
+                "Bearer realm=\"{}\", error=\"insufficient_scope\", scope=\"{}\"",
+                quoted(realm),
+                quoted(scope)
+            );
+            ApiError::new(ErrorCode::InsufficientScope, description)
+                .with_www_authenticate(challenge)
+        }
+        _ => {
+            let challenge = format!(
+                "Bearer realm=\"{}\", error=\"invalid_token\", error_description=\"{}\"",
+                quoted(realm),
+                quoted(&description)
+            );
+            ApiError::new(ErrorCode::InvalidToken, description).with_www_authenticate(challenge)
+        }
+    }
+}
+
+/// Why the `Authorization` header could not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BearerError {
+    /// No `Authorization` header at all.
+    Missing,
+    /// A header that is not `Bearer <b64token>`; the text says what is wrong.
+    Malformed(&'static str),
+}
+
+impl BearerError {
+    /// The contract's response for this failure, for `realm`.
+    pub fn into_api_error(self, realm: &str) -> ApiError {
+        match self {
+            Self::Missing => ApiError::new(ErrorCode::InvalidToken, "an access token is required")
+                .with_www_authenticate(format!("Bearer realm=\"{}\"", quoted(realm))),
+            Self::Malformed(why) => ApiError::new(ErrorCode::InvalidRequest, why)
+                .with_www_authenticate(format!(
+                    "Bearer realm=\"{}\", error=\"invalid_request\"",
+                    quoted(realm)
+                )),
+        }
+    }
+}
+
+/// The single `Authorization` header of `req`.
+fn bearer_header(req: &HttpRequest) -> Result<&HeaderValue, BearerError> {
+    let mut values = req.headers().get_all(AUTHORIZATION);
+    let value = values.next().ok_or(BearerError::Missing)?;
+    if values.next().is_some() {
+        return Err(BearerError::Malformed("more than one Authorization header"));
+    }
+    Ok(value)
+}
+
+/// Parses `Bearer <token>` (RFC 6750 §2.1; the scheme is case-insensitive).
+pub fn bearer_token(value: &HeaderValue) -> Result<&str, BearerError> {
+    let text = value
+        .to_str()
+        .map_err(|_| BearerError::Malformed("the Authorization header is not ASCII"))?;
+    let Some((scheme, token)) = text.split_once(' ') else {
+        return Err(if text.eq_ignore_ascii_case("bearer") {
+            BearerError::Malformed("no token after Bearer")
+        } else {
+            BearerError::Malformed("expected Authorization: Bearer <token>")
+        });
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(BearerError::Malformed("the Authorization scheme must be Bearer"));
+    }
+    if token.is_empty() {
+        return Err(BearerError::Malformed("no token after Bearer"));
+    }
+    if token.starts_with(' ') {
+        return Err(BearerError::Malformed("exactly one space must follow Bearer"));
+    }
+    // An oversized token is refused by the verifier (401) without scanning it here.
+    if token.len() <= MAX_TOKEN_BYTES && !is_b64token(token) {
+        return Err(BearerError::Malformed("the token has characters outside base64url"));
+    }
+    Ok(token)
+}
+
+/// RFC 6750 `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn is_b64token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
+/// Makes `text` safe inside a quoted-string: our descriptions never hold `"` or `\`, but a
+/// realm or scope comes from configuration.
+fn quoted(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.bytes().all(|b| b != b'"' && b != b'\\' && (b == b'\t' || !b.is_ascii_control())) {
+        std::borrow::Cow::Borrowed(text)
+    } else {
+        std::borrow::Cow::Owned(
+            text.chars().filter(|c| *c != '"' && *c != '\\' && !c.is_control()).collect(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(value: &str) -> Result<&str, BearerError> {
+        // Leak is fine in a test: HeaderValue borrows.
+        let value: &'static HeaderValue =
+            Box::leak(Box::new(HeaderValue::from_str(value).unwrap()));
+        bearer_token(value)
+    }
+
+    #[test]
+    fn the_scheme_is_case_insensitive() {
+        assert_eq!(parse("bearer abc.def.ghi"), Ok("abc.def.ghi"));
+        assert_eq!(parse("BEARER abc.def.ghi"), Ok("abc.def.ghi"));
+    }
+
+    #[test]
+    fn malformed_headers_are_refused() {
+        for bad in [
+            "Bearer",
+            "Bearer  abc.def.ghi",
+            "Basic dXNlcjpwYXNz",
+            "abc.def.ghi",
+            "Bearer a b",
+            "Bearer a\"b",
+        ] {
+            assert!(matches!(parse(bad), Err(BearerError::Malformed(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn quoted_strings_cannot_be_broken_out_of() {
+        assert_eq!(quoted("ar\"ti\\cles"), "articles");
+        assert_eq!(quoted("articles"), "articles");
+    }
+}

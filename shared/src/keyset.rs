@@ -1,0 +1,560 @@
+//! Public-key sets: an immutable [`KeySet`] (kid → key) and the live [`Keys`] behind it.
+//!
+//! A [`KeySet`] is built once (from a folder with [`KeySet::load_dir`], or from any
+//! [`KeySource`]) and never edited; [`Keys`] swaps whole sets atomically (`ArcSwap`), so a
+//! request always verifies against one consistent set, and a reload never blocks readers.
+//!
+//! A token's `kid` is only ever used as a map key here: nothing in this module builds a path
+//! from it, so `../../etc/passwd` is just a key that is not in the map.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fmt;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::{ArcSwap, Guard};
+
+use crate::keys::PublicKey;
+
+/// Largest key file read; a public RSA-4096 PEM is under 1 KiB, so anything bigger is not a key
+/// and is skipped rather than read into memory.
+pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+
+/// Default minimum time between two on-demand re-reads (the contract's "at most once a second").
+pub const DEFAULT_REFRESH_COOLDOWN: Duration = Duration::from_secs(1);
+
+/// An immutable set of public keys indexed by `kid` (RFC 7638 thumbprint).
+///
+/// Immutable so it can be shared between threads without locks and swapped whole.
+#[derive(Debug, Clone, Default)]
+pub struct KeySet {
+    keys: HashMap<String, Arc<PublicKey>>,
+    /// Which file each key came from (file name → kid), so a reload that finds the file
+    /// momentarily unreadable can keep the key it held (see [`Keys::reload`]).
+    origins: HashMap<String, String>,
+}
+
+impl KeySet {
+    /// An empty set (nothing verifies; the api-server is not ready).
+    pub fn empty() -> Self {
+        Self::default()
+    }
+
+    /// A set holding exactly `keys`, each under its own `kid`. Used by key sources that do
+    /// not read files (a JWKS) and by tests.
+    pub fn from_keys(keys: impl IntoIterator<Item = PublicKey>) -> Self {
+        let mut set = Self::default();
+        for key in keys {
+            set.insert(Arc::new(key), None);
+        }
+        set
+    }
+
+    fn insert(&mut self, key: Arc<PublicKey>, origin: Option<String>) {
+        if let Some(file) = origin {
+            self.origins.insert(file, key.kid().to_owned());
+        }
+        self.keys.insert(key.kid().to_owned(), key);
+    }
+
+    /// Reads every `*.pem` file directly in `dir` (not recursively, hidden files skipped).
+    ///
+    /// A file that cannot be read or parsed is skipped and reported in
+    /// [`DirLoad::skipped`] (and logged as a warning naming the file), so one stray or
+    /// half-written file never costs the other keys. Only an unreadable folder is an error.
+    /// The `kid` is always the key's thumbprint; the file name is informational.
+    pub fn load_dir(dir: &Path) -> std::io::Result<DirLoad> {
+        let mut set = Self::default();
+        let mut skipped = Vec::new();
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| is_candidate_key_file(p))
+            .collect();
+        // Deterministic order, so duplicates resolve the same way on every reload.
+        entries.sort();
+        for path in entries {
+            let file = file_name(&path);
+            match read_key_file(&path) {
+                Ok(key) => {
+                    if path.file_stem() != Some(OsStr::new(key.kid())) {
+                        log::warn!(
+                            "key file {} holds the key with kid {}; the file name is ignored",
+                            path.display(),
+                            key.kid()
+                        );
+                    }
+                    set.insert(Arc::new(key), Some(file));
+                }
+                Err(reason) => {
+                    log::warn!("skipping key file {}: {reason}", path.display());
+                    skipped.push(SkippedFile { file, reason });
+                }
+            }
+        }
+        Ok(DirLoad { set, skipped })
+    }
+
+    /// The key named `kid`, if loaded. `kid` is only a map key.
+    #[inline]
+    pub fn get(&self, kid: &str) -> Option<&PublicKey> {
+        self.keys.get(kid).map(Arc::as_ref)
+    }
+
+    /// Whether a key named `kid` is loaded.
+    pub fn contains(&self, kid: &str) -> bool {
+        self.keys.contains_key(kid)
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the set holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The kids, sorted (for logs and listings).
+    pub fn kids(&self) -> Vec<&str> {
+        let mut kids: Vec<&str> = self.keys.keys().map(String::as_str).collect();
+        kids.sort_unstable();
+        kids
+    }
+
+    /// Every key, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &PublicKey> {
+        self.keys.values().map(Arc::as_ref)
+    }
+
+    /// Whether both sets hold the same kids (used to log only real changes).
+    pub fn same_kids(&self, other: &KeySet) -> bool {
+        self.keys.len() == other.keys.len() && self.keys.keys().all(|k| other.keys.contains_key(k))
+    }
+}
+
+fn is_candidate_key_file(path: &Path) -> bool {
+    let name = path.file_name().and_then(OsStr::to_str).unwrap_or("");
+    // Hidden files are editors' and atomic writers' temporaries.
+    !name.starts_with('.') && path.extension() == Some(OsStr::new("pem"))
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn read_key_file(path: &Path) -> Result<PublicKey, String> {
+    // `metadata` follows symlinks: mounted secrets (Kubernetes, Docker) are often symlinks.
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot stat: {}", e.kind()))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_KEY_FILE_BYTES {
+        return Err(format!("larger than {MAX_KEY_FILE_BYTES} bytes"));
+    }
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read: {}", e.kind()))?;
+    PublicKey::from_pem(&pem).map_err(|e| e.to_string())
+}
+
+/// What [`KeySet::load_dir`] found: the keys, and the files it skipped.
+#[derive(Debug, Default)]
+pub struct DirLoad {
+    /// The keys that parsed.
+    pub set: KeySet,
+    /// Files that looked like keys (`*.pem`) but could not be used.
+    pub skipped: Vec<SkippedFile>,
+}
+
+/// A key file (or JWK) that was skipped, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedFile {
+    /// The file name (never a full path: logs and health output may show it).
+    pub file: String,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+/// Why a key source could not produce a set at all (individual bad keys are skipped instead).
+#[derive(Debug, thiserror::Error)]
+pub enum KeySourceError {
+    /// The folder could not be listed.
+    #[error("cannot read the keys folder: {0}")]
+    Io(#[from] std::io::Error),
+    /// A remote source (JWKS) could not be fetched or parsed.
+    #[error("cannot fetch the key set: {0}")]
+    Fetch(String),
+    /// The load task died (it panicked or the runtime is shutting down).
+    #[error("the key loading task failed")]
+    Task,
+}
+
+/// A boxed future, so [`KeySource`] stays object-safe.
+pub type LoadFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<DirLoad, KeySourceError>> + Send + 'a>>;
+
+/// Where [`Keys`] reads its keys from: a folder ([`DirSource`]) now, a JWKS URL later.
+///
+/// A trait rather than an enum so a service can plug in its own source (the api-server's JWKS
+/// client lives with its HTTP client, not in this crate).
+pub trait KeySource: Send + Sync + fmt::Debug + 'static {
+    /// Produces a fresh set. Bad individual keys are skipped and reported, not fatal.
+    fn load(&self) -> LoadFuture<'_>;
+
+    /// A short description for logs (e.g. the folder); never a secret.
+    fn describe(&self) -> String;
+}
+
+/// Public keys from `<dir>/*.pem`, read on a blocking thread.
+#[derive(Debug, Clone)]
+pub struct DirSource {
+    dir: PathBuf,
+}
+
+impl DirSource {
+    /// A source reading `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl KeySource for DirSource {
+    fn load(&self) -> LoadFuture<'_> {
+        let dir = self.dir.clone();
+        Box::pin(async move {
+            // File reads block; keep them off the async workers.
+            tokio::task::spawn_blocking(move || KeySet::load_dir(&dir))
+                .await
+                .map_err(|_| KeySourceError::Task)?
+                .map_err(KeySourceError::Io)
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.dir.display().to_string()
+    }
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// A new set is live (possibly with the same kids).
+    Loaded {
+        /// Keys in the live set.
+        keys: usize,
+        /// Files or JWKs skipped.
+        skipped: Vec<SkippedFile>,
+    },
+    /// The source failed or came back empty while keys were loaded: the last good set stays.
+    KeptPrevious {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The live key set: an atomically swapped [`KeySet`] plus on-demand refresh from a
+/// [`KeySource`].
+///
+/// Readers ([`Keys::current`]) never wait. Refreshes are single-flight (one load at a time,
+/// concurrent callers share it) and, when triggered by an unknown `kid`, at most one per
+/// cooldown; a caller arriving during the cooldown waits for the next allowed re-read instead
+/// of being refused early (the contract's "Keys and rotation").
+pub struct Keys {
+    current: ArcSwap<KeySet>,
+    source: Box<dyn KeySource>,
+    cooldown: Duration,
+    /// Held while a reload runs; the value is when the last reload started.
+    reload: tokio::sync::Mutex<Option<Instant>>,
+    reloads: AtomicU64,
+}
+
+impl fmt::Debug for Keys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keys")
+            .field("source", &self.source)
+            .field("kids", &self.current.load().kids())
+            .field("cooldown", &self.cooldown)
+            .finish()
+    }
+}
+
+impl Keys {
+    /// Live keys starting from `initial` (usually the result of a first `source.load()`).
+    pub fn new(source: impl KeySource, initial: KeySet) -> Self {
+        Self {
+            current: ArcSwap::from_pointee(initial),
+            source: Box::new(source),
+            cooldown: DEFAULT_REFRESH_COOLDOWN,
+            reload: tokio::sync::Mutex::new(None),
+            reloads: AtomicU64::new(0),
+        }
+    }
+
+    /// Loads the first set from `source` (an empty set if it fails: the service starts, and
+    /// is not ready until a key appears). Skipped files are logged by the source.
+    pub async fn load(source: impl KeySource) -> Self {
+        let keys = Self::new(source, KeySet::empty());
+        keys.reload().await;
+        keys
+    }
+
+    /// Changes the minimum time between two unknown-kid re-reads (tests use a short one).
+    pub fn with_cooldown(mut self, cooldown: Duration) -> Self {
+        self.cooldown = cooldown;
+        self
+    }
+
+    /// The live set. Cheap (no lock, no allocation); hold the guard only briefly and never
+    /// across an `.await`.
+    #[inline]
+    pub fn current(&self) -> Guard<Arc<KeySet>> {
+        self.current.load()
+    }
+
+    /// The live set as an owned `Arc` (for listings; slower than [`Keys::current`]).
+    pub fn snapshot(&self) -> Arc<KeySet> {
+        self.current.load_full()
+    }
+
+    /// Number of completed reloads, for metrics and tests.
+    pub fn reload_count(&self) -> u64 {
+        self.reloads.load(Ordering::Relaxed)
+    }
+
+    /// The source's description, for logs.
+    pub fn source_description(&self) -> String {
+        self.source.describe()
+    }
+
+    /// Replaces the live set (e.g. with a set built elsewhere). Whole-set swap.
+    pub fn replace(&self, set: KeySet) {
+        self.current.store(Arc::new(set));
+    }
+
+    /// Re-reads the source now (a file watcher, a timer, SIGHUP), ignoring the cooldown but
+    /// single-flight with every other reload.
+    pub async fn reload(&self) -> ReloadOutcome {
+        let mut last_start = self.reload.lock().await;
+        *last_start = Some(Instant::now());
+        self.reload_locked().await
+    }
+
+    /// Called on a token whose `kid` is not in the live set: re-reads the source, at most
+    /// once per cooldown, and returns whether `kid` is known afterwards.
+    ///
+    /// If a re-read started after this caller saw the miss, its result is used without
+    /// another read (single flight). Otherwise the caller waits until the cooldown since the
+    /// last re-read has passed and then re-reads, so a token signed with a key published a
+    /// moment ago is accepted rather than refused early.
+    pub async fn refresh_for_unknown_kid(&self, kid: &str) -> bool {
+        let missed_at = Instant::now();
+        if self.current().contains(kid) {
+            return true;
+        }
+        let mut last_start = self.reload.lock().await;
+        // A re-read that ran while we queued (in flight at our miss, or started after it)
+        // may have brought the key: share it rather than read again.
+        if self.current().contains(kid) {
+            return true;
+        }
+        if matches!(*last_start, Some(started) if started >= missed_at) {
+            // That re-read started after our miss and did not find the kid: it is unknown.
+            return false;
+        }
+        if let Some(started) = *last_start {
+            let next_allowed = started + self.cooldown;
+            if Instant::now() < next_allowed {
+                // Holding the lock while sleeping is deliberate: callers that queue behind
+                // us share the read we are about to do.
+                tokio::time::sleep_until(next_allowed.into()).await;
+            }
+        }
+        *last_start = Some(Instant::now());
+        self.reload_locked().await;
+        self.current().contains(kid)
+    }
+
+    async fn reload_locked(&self) -> ReloadOutcome {
+        let outcome = match self.source.load().await {
+            Ok(load) => self.install(load),
+            Err(e) => {
+                let reason = e.to_string();
+                log::warn!(
+                    "key reload from {} failed, keeping the last good set: {reason}",
+                    self.source.describe()
+                );
+                ReloadOutcome::KeptPrevious { reason }
+            }
+        };
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+        outcome
+    }
+
+    /// Installs a freshly loaded set, keeping keys whose file was momentarily unusable.
+    fn install(&self, load: DirLoad) -> ReloadOutcome {
+        let previous = self.current.load_full();
+        let DirLoad { mut set, skipped } = load;
+        // A file we held a key from that now fails to parse is most likely being rewritten:
+        // keep its previous key rather than dropping it for a moment.
+        for file in &skipped {
+            if let Some(kid) = previous.origins.get(&file.file)
+                && let Some(key) = previous.keys.get(kid)
+                && !set.contains(kid)
+            {
+                log::warn!("keeping the previous key {kid} of {} until it reads again", file.file);
+                set.insert(Arc::clone(key), Some(file.file.clone()));
+            }
+        }
+        if set.is_empty() && !previous.is_empty() {
+            let reason = format!("{} has no usable key", self.source.describe());
+            log::warn!("key reload: {reason}; keeping the last good set");
+            return ReloadOutcome::KeptPrevious { reason };
+        }
+        if !set.same_kids(&previous) {
+            log::info!(
+                "key set from {} now holds {} key(s): {}",
+                self.source.describe(),
+                set.len(),
+                set.kids().join(", ")
+            );
+        }
+        let keys = set.len();
+        self.current.store(Arc::new(set));
+        ReloadOutcome::Loaded { keys, skipped }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_keys::TestKey;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn load_dir_skips_garbage_and_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = TestKey::generate();
+        key.write_public(dir.path());
+        std::fs::write(dir.path().join("garbage.pem"), b"not a key").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"ignored").unwrap();
+        std::fs::write(dir.path().join(".tmp123.pem"), b"half").unwrap();
+
+        let load = KeySet::load_dir(dir.path()).unwrap();
+        assert_eq!(load.set.kids(), vec![key.kid.as_str()]);
+        assert_eq!(load.skipped.len(), 1);
+        assert_eq!(load.skipped[0].file, "garbage.pem");
+    }
+
+    #[test]
+    fn a_missing_folder_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(KeySet::load_dir(&dir.path().join("nope")).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_reload_that_finds_nothing_keeps_the_last_good_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = TestKey::generate();
+        let file = key.write_public(dir.path());
+        let keys = Keys::load(DirSource::new(dir.path())).await;
+        assert!(keys.current().contains(&key.kid));
+
+        // The file is rewritten badly (half-written): its key stays.
+        std::fs::write(&file, b"-----BEGIN PUBLIC KEY-----\nAAA").unwrap();
+        keys.reload().await;
+        assert!(keys.current().contains(&key.kid));
+
+        // The folder disappears: the set stays.
+        drop(dir);
+        assert!(matches!(keys.reload().await, ReloadOutcome::KeptPrevious { .. }));
+        assert!(keys.current().contains(&key.kid));
+    }
+
+    /// A source that counts its loads and serves whatever keys it is given.
+    #[derive(Debug, Clone, Default)]
+    struct Counting {
+        loads: Arc<AtomicUsize>,
+        keys: Arc<std::sync::Mutex<Vec<PublicKey>>>,
+    }
+
+    impl KeySource for Counting {
+        fn load(&self) -> LoadFuture<'_> {
+            Box::pin(async move {
+                self.loads.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let keys = self.keys.lock().unwrap().clone();
+                Ok(DirLoad { set: KeySet::from_keys(keys), skipped: Vec::new() })
+            })
+        }
+        fn describe(&self) -> String {
+            "counting".into()
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_for_a_new_key_share_one_reread() {
+        let source = Counting::default();
+        let key = TestKey::generate();
+        source.keys.lock().unwrap().push(key.public());
+        let keys = Arc::new(Keys::new(source.clone(), KeySet::empty()));
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let keys = Arc::clone(&keys);
+                let kid = key.kid.clone();
+                tokio::spawn(async move { keys.refresh_for_unknown_kid(&kid).await })
+            })
+            .collect();
+        for t in tasks {
+            assert!(t.await.unwrap());
+        }
+        assert_eq!(source.loads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_unknown_kids_rereads_at_most_once_per_cooldown() {
+        let source = Counting::default();
+        let cooldown = Duration::from_millis(100);
+        let keys = Arc::new(Keys::new(source.clone(), KeySet::empty()).with_cooldown(cooldown));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let keys = Arc::clone(&keys);
+            tasks.push(tokio::spawn(async move {
+                keys.refresh_for_unknown_kid(&format!("kid{i}")).await
+            }));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for t in tasks {
+            assert!(!t.await.unwrap());
+        }
+        let allowed = (start.elapsed().as_millis() / cooldown.as_millis()) as usize + 1;
+        let loads = source.loads.load(Ordering::SeqCst);
+        assert!(loads <= allowed, "{loads} re-reads in {:?}", start.elapsed());
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_during_the_cooldown_waits_for_the_next_reread() {
+        let source = Counting::default();
+        let keys =
+            Keys::new(source.clone(), KeySet::empty()).with_cooldown(Duration::from_millis(300));
+        assert!(!keys.refresh_for_unknown_kid("a").await);
+        let first_done = Instant::now();
+
+        // The key appears right after the first re-read; a request for it must not be
+        // refused early: it waits out the cooldown and the second re-read finds it.
+        let key = TestKey::generate();
+        source.keys.lock().unwrap().push(key.public());
+        assert!(keys.refresh_for_unknown_kid(&key.kid).await);
+        assert!(first_done.elapsed() >= Duration::from_millis(250));
+        assert_eq!(source.loads.load(Ordering::SeqCst), 2);
+    }
+}

@@ -1,0 +1,497 @@
+//! The pinned RS256 access-token verifier.
+//!
+//! What it enforces, in order (each step returns its own [`VerifyError`]):
+//! 1. size: a token over [`MAX_TOKEN_BYTES`] is refused before any parsing;
+//! 2. shape: three base64url segments, a JSON header without `crit`;
+//! 3. header: `alg` must be `RS256` and `typ` must be `at+jwt` (checked by hand, RFC 9068 §4);
+//!    the header is otherwise read only for `kid`, a map key into the loaded [`KeySet`] (never a
+//!    path). `jku`, `x5u` and `jwk` are ignored: keys come only from our own source;
+//! 4. signature and claims with `jsonwebtoken::decode` and a `Validation` pinned to RS256 (the
+//!    algorithm is never taken from the token): `exp`, `iat`, `iss`, `aud`, `sub` required,
+//!    `nbf` checked when present, `iss` and `aud` exact, `exp`/`nbf` with the leeway;
+//! 5. scope: the configured scope must be one of the space-separated `scope` words.
+//!
+//! An unknown `kid` triggers one rate-limited re-read of the keys ([`Keys::refresh_for_unknown_kid`])
+//! before the token is refused, so a token signed right after a key rotation is accepted.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use serde::Deserialize;
+
+use crate::claims::{ACCESS_TOKEN_TYP, AccessClaims};
+use crate::keys::PublicKey;
+use crate::keyset::{KeySet, Keys};
+
+/// Longest token accepted. Ours are about 1 KiB; anything past 8 KiB is refused before it is
+/// decoded, so a huge header cannot cost parsing time or memory.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// Longest encoded JOSE header accepted (ours is about 130 bytes); decoded on the stack.
+const MAX_HEADER_B64: usize = 1024;
+
+/// Default clock-skew allowance (`API_LEEWAY`).
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+
+/// Default `realm` of the `WWW-Authenticate` challenge (the articles API's).
+pub const DEFAULT_REALM: &str = "articles";
+
+/// What a [`Verifier`] accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifierConfig {
+    /// The one accepted `iss` (the auth server's `AUTH_ISSUER`).
+    pub issuer: String,
+    /// The one accepted `aud` (`AUTH_AUDIENCE`).
+    pub audience: String,
+    /// Clock-skew allowance for `exp` and `nbf`, whole seconds.
+    pub leeway: Duration,
+    /// A scope every token must carry (`articles:read` for the articles API), or none (the auth
+    /// server's `/logout/all` only needs a valid token).
+    pub required_scope: Option<String>,
+    /// The `realm` of the `WWW-Authenticate` challenges answered on failure.
+    pub realm: String,
+}
+
+impl VerifierConfig {
+    /// A config for `issuer` and `audience` with the default leeway and realm, no scope.
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            leeway: DEFAULT_LEEWAY,
+            required_scope: None,
+            realm: DEFAULT_REALM.to_owned(),
+        }
+    }
+
+    /// Sets the leeway.
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Requires `scope` in every token.
+    pub fn required_scope(mut self, scope: impl Into<String>) -> Self {
+        self.required_scope = Some(scope.into());
+        self
+    }
+
+    /// Sets the realm of the challenges.
+    pub fn realm(mut self, realm: impl Into<String>) -> Self {
+        self.realm = realm.into();
+        self
+    }
+}
+
+/// Why a token was refused. The `Display` text is what clients see in `error_description`
+/// and what the debug log records; it never contains the token or a key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// Longer than [`MAX_TOKEN_BYTES`].
+    #[error("the token is too long")]
+    TooLong,
+    /// Not a compact JWS, or a header or claim of the wrong shape.
+    #[error("the token is malformed: {0}")]
+    Malformed(&'static str),
+    /// `alg` is not `RS256` (e.g. `none`, `HS256`).
+    #[error("the token's alg must be RS256")]
+    WrongAlg,
+    /// `typ` is not `at+jwt`.
+    #[error("the token's typ must be at+jwt")]
+    WrongTyp,
+    /// The header names no key.
+    #[error("the token has no kid")]
+    MissingKid,
+    /// The `kid` names no loaded key, even after a re-read.
+    #[error("the token's signing key is unknown")]
+    UnknownKid,
+    /// The signature does not verify with the named key.
+    #[error("the token's signature is invalid")]
+    BadSignature,
+    /// `exp` is past, beyond the leeway.
+    #[error("the token has expired")]
+    Expired,
+    /// `nbf` is in the future, beyond the leeway.
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    /// `iss` is not the configured issuer.
+    #[error("the token's issuer is not accepted")]
+    WrongIssuer,
+    /// `aud` is not the configured audience.
+    #[error("the token's audience is not accepted")]
+    WrongAudience,
+    /// A required claim is absent.
+    #[error("the token lacks the {0} claim")]
+    MissingClaim(&'static str),
+    /// The token is valid but lacks the required scope (a 403, not a 401).
+    #[error("the token lacks the scope {0}")]
+    InsufficientScope(String),
+}
+
+impl VerifyError {
+    /// A stable label for metrics (`outcome="expired"`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::TooLong => "too_long",
+            Self::Malformed(_) => "malformed",
+            Self::WrongAlg => "wrong_alg",
+            Self::WrongTyp => "wrong_typ",
+            Self::MissingKid => "missing_kid",
+            Self::UnknownKid => "unknown_kid",
+            Self::BadSignature => "bad_signature",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::WrongAudience => "wrong_audience",
+            Self::MissingClaim(_) => "missing_claim",
+            Self::InsufficientScope(_) => "insufficient_scope",
+        }
+    }
+}
+
+/// The only header fields we read. Borrowed, so a normal header costs no allocation.
+#[derive(Deserialize)]
+struct RawHeader<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(borrow, default)]
+    typ: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kid: Option<Cow<'a, str>>,
+    /// RFC 7515 §4.1.11: extensions we do not understand must make the token invalid.
+    #[serde(default)]
+    crit: Option<serde::de::IgnoredAny>,
+}
+
+/// Verifies access tokens against a live [`Keys`] set. Build one per service and share it
+/// (`web::Data<Verifier>`); it holds no per-request state.
+#[derive(Debug)]
+pub struct Verifier {
+    keys: Arc<Keys>,
+    validation: Validation,
+    required_scope: Option<String>,
+    realm: String,
+}
+
+impl Verifier {
+    /// A verifier accepting what `config` describes, with keys from `keys`.
+    pub fn new(config: VerifierConfig, keys: Arc<Keys>) -> Self {
+        // Pinned: the algorithm is ours, never the token's.
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.set_issuer(&[config.issuer.as_str()]);
+        validation.set_audience(&[config.audience.as_str()]);
+        validation.leeway = config.leeway.as_secs();
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = true;
+        validation.reject_tokens_expiring_in_less_than = 0;
+        Self { keys, validation, required_scope: config.required_scope, realm: config.realm }
+    }
+
+    /// The live keys (for readiness checks, listings and reload triggers).
+    pub fn keys(&self) -> &Arc<Keys> {
+        &self.keys
+    }
+
+    /// The realm for `WWW-Authenticate`.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    /// The scope every token must carry, if any.
+    pub fn required_scope(&self) -> Option<&str> {
+        self.required_scope.as_deref()
+    }
+
+    /// Verifies `token`; on an unknown `kid`, re-reads the keys (rate-limited, shared with
+    /// concurrent callers) once before refusing.
+    pub async fn verify(&self, token: &str) -> Result<AccessClaims, VerifyError> {
+        match self.verify_now(token) {
+            Err(VerifyError::UnknownKid) => {
+                // Slow path only: the kid is copied so no buffer is held across the wait.
+                let kid = inspect(token, str::to_owned)?;
+                if self.keys.refresh_for_unknown_kid(&kid).await {
+                    self.verify_now(token)
+                } else {
+                    Err(VerifyError::UnknownKid)
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Verifies `token` against the keys loaded right now, without any re-read: an unknown
+    /// `kid` is [`VerifyError::UnknownKid`]. No I/O, no lock; the request hot path.
+    pub fn verify_now(&self, token: &str) -> Result<AccessClaims, VerifyError> {
+        let set = self.keys.current();
+        self.verify_with(token, &set)
+    }
+
+    /// Verifies `token` against `set` (no re-read).
+    pub fn verify_with(&self, token: &str, set: &KeySet) -> Result<AccessClaims, VerifyError> {
+        let key = inspect(token, |kid| set.get(kid))?.ok_or(VerifyError::UnknownKid)?;
+        self.verify_with_key(token, key)
+    }
+
+    fn verify_with_key(&self, token: &str, key: &PublicKey) -> Result<AccessClaims, VerifyError> {
+        let data =
+            jsonwebtoken::decode::<AccessClaims>(token, key.decoding_key(), &self.validation)
+                .map_err(map_jwt_error)?;
+        let claims = data.claims;
+        if let Some(scope) = &self.required_scope
+            && !claims.has_scope(scope)
+        {
+            return Err(VerifyError::InsufficientScope(scope.clone()));
+        }
+        Ok(claims)
+    }
+}
+
+/// Checks size, shape, `alg`, `typ` and `crit`, then hands the `kid` to `with_kid`. The
+/// header is decoded into a stack buffer and the `kid` borrowed from it, so this allocates
+/// nothing for a well-formed token.
+fn inspect<R>(token: &str, with_kid: impl FnOnce(&str) -> R) -> Result<R, VerifyError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(VerifyError::TooLong);
+    }
+    let mut parts = token.split('.');
+    let (Some(header_b64), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(VerifyError::Malformed("expected three dot-separated segments"));
+    };
+    if payload.is_empty() {
+        return Err(VerifyError::Malformed("empty payload"));
+    }
+    if signature.is_empty() {
+        return Err(VerifyError::Malformed("missing signature"));
+    }
+    if header_b64.len() > MAX_HEADER_B64 {
+        return Err(VerifyError::Malformed("header too long"));
+    }
+    let mut buf = [0u8; MAX_HEADER_B64];
+    let len = URL_SAFE_NO_PAD
+        .decode_slice(header_b64, &mut buf)
+        .map_err(|_| VerifyError::Malformed("header is not base64url"))?;
+    let header: RawHeader<'_> = serde_json::from_slice(&buf[..len])
+        .map_err(|_| VerifyError::Malformed("header is not a JSON object with alg"))?;
+    if header.alg != "RS256" {
+        return Err(VerifyError::WrongAlg);
+    }
+    match header.typ.as_deref() {
+        // RFC 9068 §4: "at+jwt", or the full media type; media types are case-insensitive.
+        Some(typ)
+            if typ.eq_ignore_ascii_case(ACCESS_TOKEN_TYP)
+                || typ.eq_ignore_ascii_case("application/at+jwt") => {}
+        _ => return Err(VerifyError::WrongTyp),
+    }
+    if header.crit.is_some() {
+        return Err(VerifyError::Malformed("unsupported crit header"));
+    }
+    match header.kid.as_deref() {
+        None => Err(VerifyError::MissingKid),
+        Some(kid) => Ok(with_kid(kid)),
+    }
+}
+
+fn map_jwt_error(err: jsonwebtoken::errors::Error) -> VerifyError {
+    match err.kind() {
+        ErrorKind::InvalidSignature => VerifyError::BadSignature,
+        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm => VerifyError::WrongAlg,
+        ErrorKind::ExpiredSignature => VerifyError::Expired,
+        ErrorKind::ImmatureSignature => VerifyError::NotYetValid,
+        ErrorKind::InvalidIssuer => VerifyError::WrongIssuer,
+        ErrorKind::InvalidAudience => VerifyError::WrongAudience,
+        ErrorKind::MissingRequiredClaim(claim) => VerifyError::MissingClaim(claim_name(claim)),
+        ErrorKind::InvalidClaimFormat(_) => VerifyError::Malformed("a time claim is not a number"),
+        ErrorKind::Json(e) => match missing_field(&e.to_string()) {
+            Some(claim) => VerifyError::MissingClaim(claim),
+            None => VerifyError::Malformed("claims do not match the access-token profile"),
+        },
+        ErrorKind::Base64(_) | ErrorKind::Utf8(_) | ErrorKind::InvalidToken => {
+            VerifyError::Malformed("not a valid compact JWS")
+        }
+        // A signature of the wrong length and the like end up here.
+        _ => VerifyError::BadSignature,
+    }
+}
+
+/// The claims the access-token profile names, as static strings (so an error never echoes
+/// text from the token).
+const KNOWN_CLAIMS: &[&str] =
+    &["iss", "aud", "sub", "exp", "iat", "nbf", "preferred_username", "jti", "sid"];
+
+fn claim_name(name: &str) -> &'static str {
+    KNOWN_CLAIMS.iter().copied().find(|c| *c == name).unwrap_or("required")
+}
+
+/// serde's "missing field `x`" message → `x`, when `x` is one of ours.
+fn missing_field(message: &str) -> Option<&'static str> {
+    let rest = message.strip_prefix("missing field `")?;
+    let name = rest.split('`').next()?;
+    KNOWN_CLAIMS.iter().copied().find(|c| *c == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keyset::{DirLoad, KeySource, LoadFuture};
+    use crate::test_keys::TestKey;
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::{Value, json};
+
+    const ISS: &str = "http://localhost:5000";
+    const AUD: &str = "articles-api";
+
+    fn now() -> u64 {
+        jsonwebtoken::get_current_timestamp()
+    }
+
+    fn claims() -> Value {
+        let now = now();
+        json!({
+            "iss": ISS, "aud": AUD, "sub": "u1", "preferred_username": "alice",
+            "roles": ["user"], "scope": "articles:read", "iat": now, "nbf": now,
+            "exp": now + 900, "jti": "j1", "sid": "s1"
+        })
+    }
+
+    /// A source that never finds anything (the re-read path of these tests).
+    #[derive(Debug)]
+    struct Nothing;
+    impl KeySource for Nothing {
+        fn load(&self) -> LoadFuture<'_> {
+            Box::pin(async { Ok(DirLoad::default()) })
+        }
+        fn describe(&self) -> String {
+            "nothing".into()
+        }
+    }
+
+    fn verifier(key: &TestKey) -> Verifier {
+        let keys = Keys::new(Nothing, KeySet::from_keys([key.public()]));
+        Verifier::new(VerifierConfig::new(ISS, AUD).required_scope("articles:read"), Arc::new(keys))
+    }
+
+    fn with(mut base: Value, field: &str, value: Value) -> Value {
+        base[field] = value;
+        base
+    }
+
+    fn without(mut base: Value, field: &str) -> Value {
+        base.as_object_mut().unwrap().remove(field);
+        base
+    }
+
+    #[test]
+    fn a_good_token_verifies() {
+        let key = TestKey::generate();
+        let v = verifier(&key);
+        let c = v.verify_now(&key.sign(&key.header(), &claims())).unwrap();
+        assert_eq!(c.preferred_username, "alice");
+    }
+
+    #[test]
+    fn each_hole_is_refused_with_its_reason() {
+        let key = TestKey::generate();
+        let other = TestKey::generate();
+        let v = verifier(&key);
+        let now = now();
+        let sign = |c: &Value| key.sign(&key.header(), c);
+
+        let mut hs = Header::new(Algorithm::HS256);
+        hs.typ = Some("at+jwt".into());
+        hs.kid = Some(key.kid.clone());
+        let confused = jsonwebtoken::encode(
+            &hs,
+            &claims(),
+            &EncodingKey::from_secret(key.public_pem.as_bytes()),
+        )
+        .unwrap();
+        let mut jwt_typ = key.header();
+        jwt_typ.typ = Some("JWT".into());
+        let mut known_kid = other.header();
+        known_kid.kid = Some(key.kid.clone());
+        let mut no_kid = key.header();
+        no_kid.kid = None;
+
+        let cases: Vec<(&str, String, VerifyError)> = vec![
+            ("alg confusion", confused, VerifyError::WrongAlg),
+            ("typ JWT", key.sign(&jwt_typ, &claims()), VerifyError::WrongTyp),
+            (
+                "foreign key, known kid",
+                other.sign(&known_kid, &claims()),
+                VerifyError::BadSignature,
+            ),
+            ("unknown kid", other.sign(&other.header(), &claims()), VerifyError::UnknownKid),
+            ("no kid", key.sign(&no_kid, &claims()), VerifyError::MissingKid),
+            ("expired", sign(&with(claims(), "exp", json!(now - 120))), VerifyError::Expired),
+            (
+                "future nbf",
+                sign(&with(claims(), "nbf", json!(now + 120))),
+                VerifyError::NotYetValid,
+            ),
+            ("wrong iss", sign(&with(claims(), "iss", json!("evil"))), VerifyError::WrongIssuer),
+            ("wrong aud", sign(&with(claims(), "aud", json!("other"))), VerifyError::WrongAudience),
+            ("no sub", sign(&without(claims(), "sub")), VerifyError::MissingClaim("sub")),
+            ("no iat", sign(&without(claims(), "iat")), VerifyError::MissingClaim("iat")),
+            ("no exp", sign(&without(claims(), "exp")), VerifyError::MissingClaim("exp")),
+            (
+                "no scope",
+                sign(&without(claims(), "scope")),
+                VerifyError::InsufficientScope("articles:read".into()),
+            ),
+            ("huge", "a".repeat(MAX_TOKEN_BYTES + 1), VerifyError::TooLong),
+            (
+                "two parts",
+                "abc.def".into(),
+                VerifyError::Malformed("expected three dot-separated segments"),
+            ),
+        ];
+        for (name, token, want) in cases {
+            assert_eq!(v.verify_now(&token), Err(want), "{name}");
+        }
+    }
+
+    #[test]
+    fn leeway_accepts_a_token_just_expired() {
+        let key = TestKey::generate();
+        let v = verifier(&key);
+        let token = key.sign(&key.header(), &with(claims(), "exp", json!(now() - 10)));
+        assert!(v.verify_now(&token).is_ok());
+    }
+
+    #[test]
+    fn a_token_without_nbf_jti_sid_still_verifies() {
+        let key = TestKey::generate();
+        let v = verifier(&key);
+        let c = without(without(without(claims(), "nbf"), "jti"), "sid");
+        assert!(v.verify_now(&key.sign(&key.header(), &c)).is_ok());
+    }
+
+    #[test]
+    fn the_full_media_type_is_accepted_as_typ() {
+        let key = TestKey::generate();
+        let v = verifier(&key);
+        let mut h = key.header();
+        h.typ = Some("application/at+jwt".into());
+        assert!(v.verify_now(&key.sign(&h, &claims())).is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_unknown_kid_is_refused_after_a_reread() {
+        let key = TestKey::generate();
+        let other = TestKey::generate();
+        let v = verifier(&key);
+        let before = v.keys().reload_count();
+        let token = other.sign(&other.header(), &claims());
+        assert_eq!(v.verify(&token).await, Err(VerifyError::UnknownKid));
+        assert_eq!(v.keys().reload_count(), before + 1);
+    }
+}
