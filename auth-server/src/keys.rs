@@ -183,8 +183,10 @@ impl KeyStore {
         self.private_dir().join(format!("{kid}.pem"))
     }
 
-    /// Creates `private/` (0700) and `public/` (0755) when missing.
+    /// Creates `keys/` (0755), `private/` (0700) and `public/` (0755) when missing.
     pub fn ensure_dirs(&self) -> Result<(), KeyStoreError> {
+        // The root first, so `public/` stays reachable for a reader running as another user.
+        create_dir(&self.dir, 0o755)?;
         create_dir(&self.private_dir(), 0o700)?;
         create_dir(&self.public_dir(), 0o755)
     }
@@ -367,9 +369,20 @@ fn create_dir(path: &Path, mode: u32) -> Result<(), KeyStoreError> {
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, mode);
-    #[cfg(not(unix))]
-    let _ = mode;
-    builder.create(path).map_err(io_err)
+    builder.create(path).map_err(io_err)?;
+    // Explicitly, so the umask does not decide who can read `public/`.
+    set_mode(path, mode).map_err(io_err)
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_path: &Path, _mode: u32) -> io::Result<()> {
+    Ok(())
 }
 
 /// Writes `bytes` to `path` through a temp file in the same directory: fsync, rename, fsync dir.
@@ -390,6 +403,7 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyStoreErro
         #[cfg(not(unix))]
         let _ = mode;
         let mut file = options.open(&tmp)?;
+        set_mode(&tmp, mode)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
@@ -409,7 +423,8 @@ mod tests {
     #[test]
     fn first_start_generates_an_active_key_in_the_contract_layout() {
         let dir = tempfile::tempdir().unwrap();
-        let store = KeyStore::new(dir.path());
+        let root = dir.path().join("keys");
+        let store = KeyStore::new(&root);
         let ring = store.load_or_init().unwrap();
         let kid = ring.signer().kid().to_owned();
         assert!(is_kid(&kid));
@@ -422,8 +437,12 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = fs::metadata(store.private_path(&kid)).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
+            let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&store.private_path(&kid)), 0o600);
+            assert_eq!(mode(&store.private_dir()), 0o700);
+            assert_eq!(mode(&store.public_path(&kid)), 0o644);
+            assert_eq!(mode(&store.public_dir()), 0o755);
+            assert_eq!(mode(&root), 0o755);
         }
         // No temp files left behind.
         for dir in [store.private_dir(), store.public_dir()] {

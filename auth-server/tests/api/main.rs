@@ -1,6 +1,7 @@
 //! Black-box tests of the auth server: the real app on port 0, a private redis-server each.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cli;
 mod discovery;
 mod helpers;
 mod http;
