@@ -4,7 +4,6 @@
 //! [`Application::build`] wires everything from [`Settings`]; `main` and the tests both start
 //! the server that way (tests on port 0).
 
-pub mod access;
 pub mod config;
 pub mod error;
 pub mod keys;
@@ -22,6 +21,7 @@ use actix_web::dev::{Server, ServiceRequest};
 use actix_web::middleware::Logger;
 use actix_web::{App, HttpServer, web};
 use arc_swap::ArcSwap;
+use shared::{DirSource, KeySet, Keys, Verifier, VerifierConfig};
 
 pub use crate::config::Settings;
 use crate::keys::{KeyRing, KeyStore, KeyStoreError};
@@ -56,6 +56,7 @@ pub struct Application {
     port: u16,
     server: Server,
     keys: Arc<ArcSwap<KeyRing>>,
+    verifier_keys: Arc<Keys>,
 }
 
 impl std::fmt::Debug for Application {
@@ -73,6 +74,16 @@ impl Application {
             .await
             .map_err(|e| StartError::Other(format!("loading keys: {e}")))??;
         log::info!("signing with key {}", ring.signer().kid());
+        // `/logout/all` verifies bearer tokens with the shared verifier, over the same public
+        // keys (re-read from `keys/public` on an unknown kid).
+        let verifier = web::Data::new(Verifier::new(
+            VerifierConfig::new(&settings.issuer, &settings.audience).realm("auth"),
+            Arc::new(Keys::new(
+                DirSource::new(KeyStore::new(&settings.keys_dir).public_dir()),
+                KeySet::from_keys(ring.public_keys().iter().cloned()),
+            )),
+        ));
+        let verifier_keys = verifier.keys().clone();
         let keys = Arc::new(ArcSwap::from_pointee(ring));
 
         let store = Store::new(&settings.redis_url)?;
@@ -115,6 +126,7 @@ impl Application {
             App::new()
                 .wrap(access_log())
                 .app_data(state.clone())
+                .app_data(verifier.clone())
                 .app_data(shared::error::json_config())
                 .app_data(shared::error::form_config())
                 .app_data(shared::error::path_config())
@@ -124,7 +136,7 @@ impl Application {
         .listen(listener)
         .map_err(|source| StartError::Bind { addr: "listener".into(), source })?
         .run();
-        Ok(Self { port, server, keys })
+        Ok(Self { port, server, keys, verifier_keys })
     }
 
     /// The port the server listens on (useful with port 0).
@@ -135,6 +147,12 @@ impl Application {
     /// The key ring the server signs with; store a new one to swap keys without a restart.
     pub fn keys(&self) -> Arc<ArcSwap<KeyRing>> {
         self.keys.clone()
+    }
+
+    /// The public keys bearer tokens are verified with (`/logout/all`); replace them together
+    /// with [`Self::keys`] when keys change.
+    pub fn verifier_keys(&self) -> Arc<Keys> {
+        self.verifier_keys.clone()
     }
 
     /// Serves until the process gets SIGINT/SIGTERM.

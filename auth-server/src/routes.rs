@@ -7,9 +7,8 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{FromRequest as _, HttpRequest, HttpResponse, Resource, web};
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
-use shared::{ApiError, TokenResponse};
+use shared::{ApiError, Authenticated, TokenResponse};
 
-use crate::access;
 use crate::config::Settings;
 use crate::keys::KeyRing;
 use crate::passwords::Password;
@@ -155,11 +154,8 @@ async fn logout(
     Ok(logged_out(&state.settings))
 }
 
-async fn logout_all(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
-    let keys = state.keys.load();
-    let claims =
-        access::verify_bearer(&req, &keys, &state.settings.issuer, &state.settings.audience)?;
-    state.sessions.logout_all(&claims.sub).await.map_err(ApiError::from)?;
+async fn logout_all(state: web::Data<AppState>, auth: Authenticated) -> Result<HttpResponse> {
+    state.sessions.logout_all(&auth.sub).await.map_err(ApiError::from)?;
     Ok(logged_out(&state.settings))
 }
 
