@@ -1,8 +1,11 @@
 //! Password hashing: argon2id PHC strings (OWASP: m = 19456 KiB, t = 2, p = 1), always on the
-//! blocking pool so a login never stalls the async workers.
+//! blocking pool so a login never stalls the async workers, and at most a few at a time (each
+//! takes 19 MiB and a core): further requests wait their turn instead of exhausting memory.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::Semaphore;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -57,18 +60,37 @@ fn verify_blocking(password: &Password, phc: &str) -> bool {
     Argon2::default().verify_password(password.expose().as_bytes(), &parsed).is_ok()
 }
 
+/// Concurrent argon2 runs allowed: two per core.
+fn permits() -> &'static Semaphore {
+    static PERMITS: OnceLock<Semaphore> = OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        Semaphore::new(cores * 2)
+    })
+}
+
+async fn bounded<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, HashError> {
+    let permit = permits().acquire().await.map_err(|e| HashError(e.to_string()))?;
+    // The permit moves into the task: it is released when the hashing ends, even if the
+    // request that asked for it has gone.
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work()
+    })
+    .await
+    .map_err(|e| HashError(e.to_string()))
+}
+
 /// Hashes `password` into a PHC string, off the async workers.
 pub async fn hash(password: Password) -> Result<String, HashError> {
-    tokio::task::spawn_blocking(move || hash_blocking(&password))
-        .await
-        .map_err(|e| HashError(e.to_string()))?
+    bounded(move || hash_blocking(&password)).await?
 }
 
 /// Checks `password` against `phc`, off the async workers. A malformed PHC is a mismatch.
 pub async fn verify(password: Password, phc: Arc<str>) -> Result<bool, HashError> {
-    tokio::task::spawn_blocking(move || verify_blocking(&password, &phc))
-        .await
-        .map_err(|e| HashError(e.to_string()))
+    bounded(move || verify_blocking(&password, &phc)).await
 }
 
 /// A PHC string of a random password, computed at start-up: logins of unknown users verify
