@@ -3,6 +3,8 @@
 //! [`RedisServer`] starts a private `redis-server` (from `PATH`) on a free loopback port in a
 //! temporary directory and kills it on drop, so tests never touch a developer's Redis on 6379.
 
+#![allow(clippy::expect_used, clippy::panic)] // a test harness: failing loudly is its job
+
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
