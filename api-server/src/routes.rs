@@ -2,7 +2,7 @@
 //! token; they look up articles and answer.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::ContentType;
+use actix_web::http::header::{self, ContentType};
 use actix_web::{HttpRequest, HttpResponse, ResponseError as _, web};
 use serde::Serialize;
 use shared::keyset::Keys;
@@ -85,8 +85,11 @@ pub async fn not_found(_req: HttpRequest) -> HttpResponse {
 }
 
 /// A known path with another method: 405 in the contract's envelope.
-async fn method_not_allowed() -> HttpResponse {
-    ApiError::invalid_request("method not allowed")
-        .with_status(StatusCode::METHOD_NOT_ALLOWED)
-        .error_response()
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    let mut res =
+        ApiError::invalid_request(format!("method {} is not allowed here; use GET", req.method()))
+            .with_status(StatusCode::METHOD_NOT_ALLOWED)
+            .error_response();
+    res.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("GET"));
+    res
 }

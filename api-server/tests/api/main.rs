@@ -1,4 +1,6 @@
-//! The api-server's integration tests: one binary, one module per concern.
+//! Black-box tests of the api-server: the app on port 0 with its own temp keys folder, and
+//! the real binaries end to end. Tests may unwrap: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod articles;
 mod attacks;
