@@ -65,7 +65,7 @@ impl KeySet {
     /// Reads every `*.pem` file directly in `dir` (not recursively, hidden files skipped).
     ///
     /// A file that cannot be read or parsed is skipped and reported in
-    /// [`DirLoad::skipped`] (and logged as a warning naming the file), so one stray or
+    /// [`DirLoad::skipped`] ([`Keys`] logs a warning naming it), so one stray or
     /// half-written file never costs the other keys. Only an unreadable folder is an error.
     /// The `kid` is always the key's thumbprint; the file name is informational.
     pub fn load_dir(dir: &Path) -> std::io::Result<DirLoad> {
@@ -82,7 +82,7 @@ impl KeySet {
             match read_key_file(&path) {
                 Ok(key) => {
                     if path.file_stem() != Some(OsStr::new(key.kid())) {
-                        log::warn!(
+                        log::debug!(
                             "key file {} holds the key with kid {}; the file name is ignored",
                             path.display(),
                             key.kid()
@@ -91,7 +91,8 @@ impl KeySet {
                     set.insert(Arc::new(key), Some(file));
                 }
                 Err(reason) => {
-                    log::warn!("skipping key file {}: {reason}", path.display());
+                    // Logged by `Keys` (once per change, not on every poll).
+                    log::debug!("skipping key file {}: {reason}", path.display());
                     skipped.push(SkippedFile { file, reason });
                 }
             }
@@ -272,8 +273,8 @@ pub struct Keys {
     current: ArcSwap<KeySet>,
     source: Box<dyn KeySource>,
     cooldown: Duration,
-    /// Held while a reload runs; the value is when the last reload started.
-    reload: tokio::sync::Mutex<Option<Instant>>,
+    /// Held while a reload runs.
+    reload: tokio::sync::Mutex<ReloadState>,
     reloads: AtomicU64,
 }
 
@@ -294,7 +295,7 @@ impl Keys {
             current: ArcSwap::from_pointee(initial),
             source: Box::new(source),
             cooldown: DEFAULT_REFRESH_COOLDOWN,
-            reload: tokio::sync::Mutex::new(None),
+            reload: tokio::sync::Mutex::new(ReloadState::default()),
             reloads: AtomicU64::new(0),
         }
     }
@@ -343,9 +344,9 @@ impl Keys {
     /// Re-reads the source now (a file watcher, a timer, SIGHUP), ignoring the cooldown but
     /// single-flight with every other reload.
     pub async fn reload(&self) -> ReloadOutcome {
-        let mut last_start = self.reload.lock().await;
-        *last_start = Some(Instant::now());
-        self.reload_locked().await
+        let mut state = self.reload.lock().await;
+        state.last_start = Some(Instant::now());
+        self.reload_locked(&mut state).await
     }
 
     /// Called on a token whose `kid` is not in the live set: re-reads the source, at most
@@ -360,17 +361,17 @@ impl Keys {
         if self.current().contains(kid) {
             return true;
         }
-        let mut last_start = self.reload.lock().await;
+        let mut state = self.reload.lock().await;
         // A re-read that ran while we queued (in flight at our miss, or started after it)
         // may have brought the key: share it rather than read again.
         if self.current().contains(kid) {
             return true;
         }
-        if matches!(*last_start, Some(started) if started >= missed_at) {
+        if matches!(state.last_start, Some(started) if started >= missed_at) {
             // That re-read started after our miss and did not find the kid: it is unknown.
             return false;
         }
-        if let Some(started) = *last_start {
+        if let Some(started) = state.last_start {
             let next_allowed = started + self.cooldown;
             if Instant::now() < next_allowed {
                 // Holding the lock while sleeping is deliberate: callers that queue behind
@@ -378,46 +379,67 @@ impl Keys {
                 tokio::time::sleep_until(next_allowed.into()).await;
             }
         }
-        *last_start = Some(Instant::now());
-        self.reload_locked().await;
+        state.last_start = Some(Instant::now());
+        self.reload_locked(&mut state).await;
         self.current().contains(kid)
     }
 
-    async fn reload_locked(&self) -> ReloadOutcome {
-        let outcome = match self.source.load().await {
+    async fn reload_locked(&self, state: &mut ReloadState) -> ReloadOutcome {
+        let (outcome, problems) = match self.source.load().await {
             Ok(load) => self.install(load),
             Err(e) => {
                 let reason = e.to_string();
-                log::warn!(
+                let problem = format!(
                     "key reload from {} failed, keeping the last good set: {reason}",
                     self.source.describe()
                 );
-                ReloadOutcome::KeptPrevious { reason }
+                (ReloadOutcome::KeptPrevious { reason }, vec![problem])
             }
         };
+        // The folder is polled every second: warn when the problems change, not each time.
+        if problems != state.last_problems {
+            for problem in &problems {
+                log::warn!("{problem}");
+            }
+            if problems.is_empty() && !state.last_problems.is_empty() {
+                log::info!("keys from {} read cleanly again", self.source.describe());
+            }
+            state.last_problems = problems;
+        }
         self.reloads.fetch_add(1, Ordering::Relaxed);
         outcome
     }
 
     /// Installs a freshly loaded set, keeping keys whose file was momentarily unusable.
-    fn install(&self, load: DirLoad) -> ReloadOutcome {
+    /// Returns the outcome and the warnings it calls for.
+    fn install(&self, load: DirLoad) -> (ReloadOutcome, Vec<String>) {
         let previous = self.current.load_full();
         let DirLoad { mut set, skipped } = load;
-        // A file we held a key from that now fails to parse is most likely being rewritten:
-        // keep its previous key rather than dropping it for a moment.
+        let mut problems = Vec::new();
         for file in &skipped {
+            problems.push(format!(
+                "skipping key {} from {}: {}",
+                file.file,
+                self.source.describe(),
+                file.reason
+            ));
+            // A file we held a key from that now fails to parse is most likely being
+            // rewritten: keep its previous key rather than dropping it for a moment.
             if let Some(kid) = previous.origins.get(&file.file)
                 && let Some(key) = previous.keys.get(kid)
                 && !set.contains(kid)
             {
-                log::warn!("keeping the previous key {kid} of {} until it reads again", file.file);
+                problems.push(format!(
+                    "keeping the previous key {kid} of {} until it reads again",
+                    file.file
+                ));
                 set.insert(Arc::clone(key), Some(file.file.clone()));
             }
         }
         if set.is_empty() && !previous.is_empty() {
             let reason = format!("{} has no usable key", self.source.describe());
-            log::warn!("key reload: {reason}; keeping the last good set");
-            return ReloadOutcome::KeptPrevious { reason };
+            problems.push(format!("key reload: {reason}; keeping the last good set"));
+            return (ReloadOutcome::KeptPrevious { reason }, problems);
         }
         if !set.same_kids(&previous) {
             log::info!(
@@ -429,8 +451,17 @@ impl Keys {
         }
         let keys = set.len();
         self.current.store(Arc::new(set));
-        ReloadOutcome::Loaded { keys, skipped }
+        (ReloadOutcome::Loaded { keys, skipped }, problems)
     }
+}
+
+/// What the reload lock guards.
+#[derive(Debug, Default)]
+struct ReloadState {
+    /// When the last re-read started (the cooldown counts from it).
+    last_start: Option<Instant>,
+    /// The warnings of the last re-read, so a persisting problem is logged once.
+    last_problems: Vec<String>,
 }
 
 #[cfg(test)]
