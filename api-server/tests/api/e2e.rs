@@ -59,6 +59,7 @@ async fn articles(client: &reqwest::Client, api: &str, token: &str) -> (StatusCo
 
 #[tokio::test]
 async fn the_real_servers_carry_a_session_from_login_to_logout_and_survive_an_auth_outage() {
+    // Two api-servers: one on the keys folder, one on the JWKS URL.
     let mut redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("keys");
@@ -92,6 +93,20 @@ async fn the_real_servers_carry_a_session_from_login_to_logout_and_survive_an_au
     );
     wait_for_port(api_port, Duration::from_secs(30));
     wait_ready(&client, &api).await;
+
+    // A second api-server takes its keys from the auth server's JWKS instead of the folder.
+    let jwks_port = free_port();
+    let api_jwks = format!("http://127.0.0.1:{jwks_port}");
+    let _api_jwks_server = start(
+        "api-server",
+        &[
+            ("API_BIND", format!("127.0.0.1:{jwks_port}")),
+            ("API_JWKS_URL", format!("{auth}/.well-known/jwks.json")),
+        ],
+        &dir.path().join("api-jwks.log"),
+    );
+    wait_for_port(jwks_port, Duration::from_secs(30));
+    wait_ready(&client, &api_jwks).await;
 
     // Register and log in on the auth server.
     let (status, body) = post(
@@ -136,6 +151,9 @@ async fn the_real_servers_carry_a_session_from_login_to_logout_and_survive_an_au
     let (status, again) = articles(&client, &api, &access2).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(again.as_array().unwrap(), &list);
+    let (status, via_jwks) = articles(&client, &api_jwks, &access2).await;
+    assert_eq!(status, StatusCode::OK, "{via_jwks}");
+    assert_eq!(via_jwks.as_array().unwrap(), &list);
 
     // Log out: the refresh token is dead.
     let resp = client
@@ -159,6 +177,9 @@ async fn the_real_servers_carry_a_session_from_login_to_logout_and_survive_an_au
     assert_eq!(still.as_array().unwrap(), &list);
     let resp = client.get(format!("{api}/readyz")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
+    // The JWKS-fed server keeps its last good set while the JWKS is unreachable.
+    let (status, still) = articles(&client, &api_jwks, &access2).await;
+    assert_eq!(status, StatusCode::OK, "{still}");
 
     // Even at debug level, the api-server never logged a token.
     let log = std::fs::read_to_string(&api_log).unwrap();
