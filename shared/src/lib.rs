@@ -8,7 +8,9 @@
 //! - [`keyset`]: immutable key sets by `kid` and the live, hot-swapped [`Keys`];
 //! - [`verify`]: the pinned RS256 access-token [`Verifier`];
 //! - [`extract`]: the actix-web [`Authenticated`] extractor answering RFC 6750 challenges;
-//! - [`duration`]: the `900` / `15m` / `7d` duration syntax of the configuration.
+//! - [`duration`]: the `900` / `15m` / `7d` duration syntax of the configuration;
+//! - [`metrics`]: Prometheus metrics, the HTTP metrics middleware and `GET /metrics`;
+//! - [`request_id`]: the `X-Request-Id` middleware.
 
 pub mod claims;
 pub mod duration;
@@ -16,6 +18,8 @@ pub mod error;
 pub mod extract;
 pub mod keys;
 pub mod keyset;
+pub mod metrics;
+pub mod request_id;
 pub mod verify;
 
 #[cfg(test)]
