@@ -12,25 +12,18 @@ pub mod routes;
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::dev::{Server, ServiceRequest};
 use actix_web::middleware::Logger;
 use actix_web::{App, HttpServer, web};
 use shared::claims::ARTICLES_READ_SCOPE;
 use shared::keyset::{DirSource, Keys};
+use shared::watch::spawn_folder_reload;
 use shared::{Verifier, VerifierConfig};
 
 use crate::articles::{Articles, ArticlesError};
 pub use crate::config::{KeysFrom, Settings};
 use crate::jwks::JwksSource;
-
-/// How often the key source is re-read in the background, so added and removed keys are
-/// picked up without a restart even when no token names them (at most this far behind).
-pub const KEY_POLL_INTERVAL: Duration = Duration::from_secs(1);
-
-/// The JWKS is polled less often: it is a network call, and unknown kids refresh it anyway.
-pub const JWKS_POLL_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Why the server could not start. `Display` is one line.
 #[derive(Debug, thiserror::Error)]
@@ -65,21 +58,28 @@ impl std::fmt::Debug for Application {
 }
 
 impl Application {
-    /// Loads the articles and the public keys (an empty or missing key folder is not fatal:
-    /// the server starts, `/readyz` says 503 until a key appears), starts the background key
-    /// poll and SIGHUP reload, and binds `settings.bind`.
+    /// Loads the articles and the public keys (an empty or missing key folder, or an
+    /// unreachable JWKS, is not fatal: the server starts, `/readyz` says 503 until a key is
+    /// loaded), starts the background key refresh (folder: watch + 1 s poll + SIGHUP, see
+    /// [`shared::watch`]; JWKS: `max-age` timer + retries + SIGHUP, see [`jwks`]), and binds
+    /// `settings.bind`.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
         let articles = Articles::load(settings.articles_file.as_deref())?;
         log::info!("serving {} articles", articles.len());
 
-        let (keys, poll) = match &settings.keys {
-            KeysFrom::Dir(dir) => (Keys::load(DirSource::new(dir)).await, KEY_POLL_INTERVAL),
+        let keys = match &settings.keys {
+            KeysFrom::Dir(dir) => {
+                let keys = Arc::new(Keys::load(DirSource::new(dir)).await);
+                spawn_folder_reload(Arc::clone(&keys), dir);
+                keys
+            }
             KeysFrom::Jwks(url) => {
                 let source = JwksSource::new(url).map_err(StartError::Jwks)?;
-                (Keys::load(source).await, JWKS_POLL_INTERVAL)
+                let keys = Arc::new(Keys::load(source.clone()).await);
+                jwks::spawn_refresh(Arc::clone(&keys), source);
+                keys
             }
         };
-        let keys = Arc::new(keys);
         let loaded = keys.current().len();
         if loaded == 0 {
             log::warn!(
@@ -89,8 +89,6 @@ impl Application {
         } else {
             log::info!("{loaded} public key(s) loaded from {}", keys.source_description());
         }
-        spawn_key_refresh(Arc::clone(&keys), poll);
-
         let verifier = web::Data::new(Verifier::new(
             VerifierConfig::new(&settings.issuer, &settings.audience)
                 .leeway(settings.leeway)
@@ -139,34 +137,6 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
-}
-
-/// Re-reads the keys every `every`, and at once on SIGHUP. A failed re-read keeps the last
-/// good set (see `Keys::reload`).
-fn spawn_key_refresh(keys: Arc<Keys>, every: Duration) {
-    // tokio::spawn (not actix's spawn_local) so the app also runs under a plain tokio runtime.
-    let polled = Arc::clone(&keys);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await; // the first tick is immediate; the set was just loaded
-        loop {
-            tick.tick().await;
-            polled.reload().await;
-        }
-    });
-    #[cfg(unix)]
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hup) = signal(SignalKind::hangup()) else {
-            log::warn!("cannot listen for SIGHUP; keys reload on the poll only");
-            return;
-        };
-        while hup.recv().await.is_some() {
-            log::info!("SIGHUP: reloading the public keys");
-            keys.reload().await;
-        }
-    });
 }
 
 /// The access log: method, path (never the query string), status, size, time. Never the

@@ -245,6 +245,39 @@ impl KeySource for DirSource {
     }
 }
 
+/// What started a reload; named in its log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadTrigger {
+    /// The first load, at start-up.
+    Start,
+    /// A file-system event in the keys folder.
+    Watch,
+    /// The poll fallback saw the folder change.
+    Poll,
+    /// A refresh timer (the JWKS's `max-age`, or a retry).
+    Timer,
+    /// SIGHUP.
+    Signal,
+    /// A token named a `kid` that is not loaded.
+    UnknownKid,
+    /// A direct call to [`Keys::reload`].
+    Manual,
+}
+
+impl fmt::Display for ReloadTrigger {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Start => "start",
+            Self::Watch => "file change",
+            Self::Poll => "poll",
+            Self::Timer => "timer",
+            Self::Signal => "SIGHUP",
+            Self::UnknownKid => "unknown kid",
+            Self::Manual => "manual",
+        })
+    }
+}
+
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReloadOutcome {
@@ -304,7 +337,7 @@ impl Keys {
     /// is not ready until a key appears). Skipped files are logged by the source.
     pub async fn load(source: impl KeySource) -> Self {
         let keys = Self::new(source, KeySet::empty());
-        keys.reload().await;
+        keys.reload_for(ReloadTrigger::Start).await;
         keys
     }
 
@@ -341,12 +374,19 @@ impl Keys {
         self.current.store(Arc::new(set));
     }
 
-    /// Re-reads the source now (a file watcher, a timer, SIGHUP), ignoring the cooldown but
-    /// single-flight with every other reload.
+    /// Re-reads the source now, ignoring the cooldown but single-flight with every other
+    /// reload. The same as [`Keys::reload_for`] with [`ReloadTrigger::Manual`].
     pub async fn reload(&self) -> ReloadOutcome {
+        self.reload_for(ReloadTrigger::Manual).await
+    }
+
+    /// Re-reads the source now because of `trigger` (a file watcher, a timer, SIGHUP),
+    /// ignoring the cooldown but single-flight with every other reload. The reload is logged
+    /// with `trigger` and the kids (see [`Keys`] for the levels).
+    pub async fn reload_for(&self, trigger: ReloadTrigger) -> ReloadOutcome {
         let mut state = self.reload.lock().await;
         state.last_start = Some(Instant::now());
-        self.reload_locked(&mut state).await
+        self.reload_locked(&mut state, trigger).await
     }
 
     /// Called on a token whose `kid` is not in the live set: re-reads the source, at most
@@ -380,40 +420,100 @@ impl Keys {
             }
         }
         state.last_start = Some(Instant::now());
-        self.reload_locked(&mut state).await;
+        self.reload_locked(&mut state, ReloadTrigger::UnknownKid).await;
         self.current().contains(kid)
     }
 
-    async fn reload_locked(&self, state: &mut ReloadState) -> ReloadOutcome {
+    async fn reload_locked(
+        &self,
+        state: &mut ReloadState,
+        trigger: ReloadTrigger,
+    ) -> ReloadOutcome {
+        let previous = self.current.load_full();
         let (outcome, problems) = match self.source.load().await {
-            Ok(load) => self.install(load),
-            Err(e) => {
-                let reason = e.to_string();
-                let problem = format!(
-                    "key reload from {} failed, keeping the last good set: {reason}",
-                    self.source.describe()
-                );
-                (ReloadOutcome::KeptPrevious { reason }, vec![problem])
-            }
+            Ok(load) => self.install(&previous, load),
+            Err(e) => (
+                ReloadOutcome::KeptPrevious { reason: format!("{}: {e}", self.source.describe()) },
+                Vec::new(),
+            ),
         };
-        // The folder is polled every second: warn when the problems change, not each time.
-        if problems != state.last_problems {
+        // Warn when the problems change, not on every reload: an unknown-kid flood re-reads
+        // once a second, and a stray file would otherwise be reported each time. A failure's
+        // reason is part of what is compared, but `log_reload` prints it.
+        let mut seen = problems.clone();
+        if let ReloadOutcome::KeptPrevious { reason } = &outcome {
+            seen.push(reason.clone());
+        }
+        let new_problems = seen != state.last_problems;
+        if new_problems {
             for problem in &problems {
                 log::warn!("{problem}");
             }
-            if problems.is_empty() && !state.last_problems.is_empty() {
+            if seen.is_empty() && !state.last_problems.is_empty() {
                 log::info!("keys from {} read cleanly again", self.source.describe());
             }
-            state.last_problems = problems;
+            state.last_problems = seen;
         }
+        self.log_reload(trigger, &previous, &outcome, new_problems);
         self.reloads.fetch_add(1, Ordering::Relaxed);
         outcome
     }
 
+    /// One line per reload, naming the trigger and the kids (never key material). Info when
+    /// the set changed, when it failed anew, or when an operator or the folder asked for it;
+    /// debug for the unchanged results of timers and unknown kids, which an attacker or a
+    /// steady timer can repeat every second or minute.
+    fn log_reload(
+        &self,
+        trigger: ReloadTrigger,
+        previous: &KeySet,
+        outcome: &ReloadOutcome,
+        new_problems: bool,
+    ) {
+        let routine = matches!(trigger, ReloadTrigger::UnknownKid | ReloadTrigger::Timer);
+        let current = self.current.load();
+        let kids = current.kids().join(", ");
+        match outcome {
+            ReloadOutcome::Loaded { keys, skipped } => {
+                let skipped = match skipped.len() {
+                    0 => String::new(),
+                    n => format!(
+                        "; skipped {n}: {}",
+                        skipped.iter().map(|s| s.file.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                };
+                if current.same_kids(previous) {
+                    let level = if routine { log::Level::Debug } else { log::Level::Info };
+                    log::log!(
+                        level,
+                        "key reload ({trigger}) ok, unchanged: {keys} key(s) [{kids}]{skipped}"
+                    );
+                } else {
+                    let added: Vec<&str> =
+                        current.kids().into_iter().filter(|k| !previous.contains(k)).collect();
+                    let removed: Vec<&str> =
+                        previous.kids().into_iter().filter(|k| !current.contains(k)).collect();
+                    log::info!(
+                        "key reload ({trigger}) ok: {keys} key(s) [{kids}]; added [{}], removed [{}]{skipped}",
+                        added.join(", "),
+                        removed.join(", ")
+                    );
+                }
+            }
+            ReloadOutcome::KeptPrevious { reason } => {
+                let level = if new_problems { log::Level::Warn } else { log::Level::Debug };
+                log::log!(
+                    level,
+                    "key reload ({trigger}) failed, keeping the last good set of {} key(s) [{kids}]: {reason}",
+                    current.len()
+                );
+            }
+        }
+    }
+
     /// Installs a freshly loaded set, keeping keys whose file was momentarily unusable.
     /// Returns the outcome and the warnings it calls for.
-    fn install(&self, load: DirLoad) -> (ReloadOutcome, Vec<String>) {
-        let previous = self.current.load_full();
+    fn install(&self, previous: &KeySet, load: DirLoad) -> (ReloadOutcome, Vec<String>) {
         let DirLoad { mut set, skipped } = load;
         let mut problems = Vec::new();
         for file in &skipped {
@@ -438,16 +538,7 @@ impl Keys {
         }
         if set.is_empty() && !previous.is_empty() {
             let reason = format!("{} has no usable key", self.source.describe());
-            problems.push(format!("key reload: {reason}; keeping the last good set"));
             return (ReloadOutcome::KeptPrevious { reason }, problems);
-        }
-        if !set.same_kids(&previous) {
-            log::info!(
-                "key set from {} now holds {} key(s): {}",
-                self.source.describe(),
-                set.len(),
-                set.kids().join(", ")
-            );
         }
         let keys = set.len();
         self.current.store(Arc::new(set));

@@ -6,6 +6,7 @@
 //! - [`claims`]: the RFC 9068 access-token claims and the token response;
 //! - [`keys`]: public keys, their RFC 7638 `kid`, JWKs;
 //! - [`keyset`]: immutable key sets by `kid` and the live, hot-swapped [`Keys`];
+//! - [`watch`]: keeping [`Keys`] in step with a keys folder (file events, poll, SIGHUP);
 //! - [`verify`]: the pinned RS256 access-token [`Verifier`];
 //! - [`extract`]: the actix-web [`Authenticated`] extractor answering RFC 6750 challenges;
 //! - [`duration`]: the `900` / `15m` / `7d` duration syntax of the configuration;
@@ -21,6 +22,7 @@ pub mod keyset;
 pub mod metrics;
 pub mod request_id;
 pub mod verify;
+pub mod watch;
 
 #[cfg(test)]
 mod test_keys;
