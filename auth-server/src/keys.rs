@@ -3,19 +3,25 @@
 //! ```text
 //! keys/private/<kid>.pem     PKCS#8 RSA private key, mode 0600
 //! keys/private/state.json    {"active": "<kid>", "keys": {"<kid>": {"created", "activated", "retired", "bits"}}}
+//! keys/private/.lock         held (flock) by whoever changes the store
 //! keys/public/<kid>.pem      SPKI public key (what the api-server mounts read-only)
 //! ```
 //!
-//! Every file is written atomically (temp file in the same directory, fsync, rename), public key
-//! first, then private key, then state: a reader never sees a state naming a key whose files are
-//! not there yet. A key is *published* (in the JWKS, not signing), *active* (signing; at most one)
-//! or *retired* (still in the JWKS until pruned). Loading builds a [`KeyRing`], swapped whole.
+//! Every file is written atomically (temp file in the same directory, fsync, rename, fsync the
+//! directory), public key first, then private key, then state: a reader never sees half a file
+//! nor a state naming a key whose files are not there yet. Removal goes the other way (state,
+//! private key, public key). A key is *published* (in the JWKS, not signing), *active*
+//! (signing; exactly one) or *retired* (still in the JWKS until pruned). Every change takes an
+//! exclusive lock on `private/.lock`, so concurrent `keys` commands serialize instead of losing
+//! each other's updates; readers (the server's reload, `keys list`) need no lock. Loading builds
+//! a [`KeyRing`], swapped whole.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
@@ -28,9 +34,21 @@ use crate::tokens::Signer;
 /// Size of the key generated on first start.
 pub const DEFAULT_BITS: usize = 2048;
 
-const STATE_FILE: &str = "state.json";
+/// Key sizes `add` and `rotate` accept.
+pub const SUPPORTED_BITS: [usize; 3] = [2048, 3072, 4096];
 
-/// What can go wrong with the key store. Messages name files, never key material.
+/// `Cache-Control: max-age` of the JWKS. A client that caches the JWKS must see a new key
+/// before it signs: `keys add`, wait at least this long, then `keys activate`.
+pub const JWKS_MAX_AGE_SECS: u64 = 60;
+
+/// Leeway added to the access-token lifetime before a retired key may be pruned: the
+/// api-server's default `API_LEEWAY`, which also absorbs the server's ≤ 1 s reload delay.
+pub const DEFAULT_PRUNE_LEEWAY: Duration = Duration::from_secs(30);
+
+const STATE_FILE: &str = "state.json";
+const LOCK_FILE: &str = ".lock";
+
+/// What can go wrong with the key store. Messages are one line, name files, never key material.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyStoreError {
     /// A file or directory could not be read or written.
@@ -50,16 +68,30 @@ pub enum KeyStoreError {
         reason: String,
     },
     /// A key file does not hold a usable key, or does not match its name.
-    #[error("key {kid}: {reason}")]
+    #[error("{path}: {reason}")]
     BadKey {
-        /// The key's id.
-        kid: String,
+        /// The file.
+        path: PathBuf,
         /// What is wrong.
         reason: String,
     },
+    /// The text given as a kid cannot be one.
+    #[error("`{0}` is not a kid (43 base64url characters; see `auth-server keys list`)")]
+    NotAKid(String),
     /// The state names no such key.
-    #[error("no key {0} in the key state")]
+    #[error("no key {0} in the key state (see `auth-server keys list`)")]
     UnknownKey(String),
+    /// `retire` on the signing key.
+    #[error(
+        "key {0} is the active signing key and cannot be retired; activate another key first \
+         (`auth-server keys rotate` adds and activates one)"
+    )]
+    RetireActive(String),
+    /// `activate` on a retired key.
+    #[error(
+        "key {0} is retired and never signs again; add a new key instead (`auth-server keys rotate`)"
+    )]
+    ActivateRetired(String),
     /// Unsupported RSA size.
     #[error("unsupported key size {0} (use 2048, 3072 or 4096)")]
     UnsupportedBits(usize),
@@ -75,7 +107,7 @@ pub struct KeyMeta {
     pub created: u64,
     /// When it became the signer, if ever.
     pub activated: Option<u64>,
-    /// When it stopped signing, if it has.
+    /// When it stopped signing (or was retired unused), if it has.
     pub retired: Option<u64>,
     /// RSA modulus size.
     pub bits: usize,
@@ -90,6 +122,17 @@ pub enum KeyStatus {
     Active,
     /// No longer signing; still published so its tokens verify.
     Retired,
+}
+
+impl KeyStatus {
+    /// `published`, `active` or `retired`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Published => "published",
+            Self::Active => "active",
+            Self::Retired => "retired",
+        }
+    }
 }
 
 /// The content of `keys/private/state.json`.
@@ -114,6 +157,22 @@ impl KeyState {
             KeyStatus::Published
         })
     }
+
+    /// The kids in `status`, in kid order.
+    pub fn kids_in(&self, status: KeyStatus) -> Vec<&str> {
+        self.keys
+            .keys()
+            .filter(|kid| self.status(kid) == Some(status))
+            .map(String::as_str)
+            .collect()
+    }
+}
+
+/// When a key retired at `retired` may be pruned: strictly after `retired + ttl + leeway`
+/// (times are whole seconds, so one more second covers the rounding of `retired`).
+pub fn prunable_at(retired: u64, ttl: Duration, leeway: Duration) -> u64 {
+    let wait = (ttl + leeway).as_secs() + u64::from((ttl + leeway).subsec_nanos() > 0);
+    retired.saturating_add(wait).saturating_add(1)
 }
 
 /// What the server signs and publishes with; replaced whole on reload.
@@ -122,6 +181,7 @@ pub struct KeyRing {
     signer: Arc<Signer>,
     public: Vec<PublicKey>,
     jwks: String,
+    state: KeyState,
 }
 
 impl KeyRing {
@@ -144,6 +204,62 @@ impl KeyRing {
     pub fn jwks_json(&self) -> &str {
         &self.jwks
     }
+
+    /// The key state this ring was built from.
+    pub fn state(&self) -> &KeyState {
+        &self.state
+    }
+
+    /// One line for logs: the active kid and the other kids by state (kids only, never keys).
+    pub fn summary(&self) -> String {
+        let list = |status| {
+            let kids = self.state.kids_in(status);
+            if kids.is_empty() { "none".to_owned() } else { kids.join(", ") }
+        };
+        format!(
+            "active {}; published: {}; retired: {}; {} key(s) in the JWKS",
+            self.signer.kid(),
+            list(KeyStatus::Published),
+            list(KeyStatus::Retired),
+            self.public.len()
+        )
+    }
+}
+
+/// A freshly loaded ring and what was wrong with the folder without stopping the load
+/// (each message names its file).
+#[derive(Debug)]
+pub struct Loaded {
+    /// The ring.
+    pub ring: KeyRing,
+    /// Warnings to log.
+    pub warnings: Vec<String>,
+}
+
+/// What `activate` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activation {
+    /// The key that signs now.
+    pub kid: String,
+    /// The key that signed before and is now retired, if any.
+    pub retired: Option<String>,
+    /// `kid` was already the active key; nothing changed.
+    pub unchanged: bool,
+}
+
+/// What `prune` did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Keys removed: kid and when it was retired.
+    pub removed: Vec<(String, u64)>,
+    /// Retired keys kept because tokens they signed may still be valid: kid, retired, prunable at.
+    pub kept: Vec<(String, u64, u64)>,
+}
+
+/// The exclusive lock on the store; released when dropped.
+#[derive(Debug)]
+pub struct StoreLock {
+    _file: fs::File,
 }
 
 /// The `keys/` directory.
@@ -156,6 +272,11 @@ impl KeyStore {
     /// The store rooted at `dir` (nothing is read yet).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self { dir: dir.into() }
+    }
+
+    /// `keys/`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// `keys/private`.
@@ -191,6 +312,28 @@ impl KeyStore {
         create_dir(&self.public_dir(), 0o755)
     }
 
+    /// Takes the exclusive lock on the store (`private/.lock`, 0600), waiting for another
+    /// holder (a concurrent `keys` command) to finish.
+    pub fn lock(&self) -> Result<StoreLock, KeyStoreError> {
+        self.ensure_dirs()?;
+        let path = self.private_dir().join(LOCK_FILE);
+        let io_err = |source| KeyStoreError::Io { path: path.clone(), source };
+        let mut options = fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&path).map_err(io_err)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                log::info!("waiting for another `keys` command to release {}", path.display());
+                file.lock().map_err(io_err)?;
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(e)),
+        }
+        Ok(StoreLock { _file: file })
+    }
+
     /// Reads `state.json`; a missing file is an empty state.
     pub fn read_state(&self) -> Result<KeyState, KeyStoreError> {
         let path = self.state_path();
@@ -215,7 +358,7 @@ impl KeyStore {
         Ok(state)
     }
 
-    /// Writes `state.json` atomically.
+    /// Writes `state.json` atomically. Callers that read-modify-write hold [`Self::lock`].
     pub fn write_state(&self, state: &KeyState) -> Result<(), KeyStoreError> {
         let path = self.state_path();
         let mut json = serde_json::to_vec_pretty(state)
@@ -226,6 +369,218 @@ impl KeyStore {
 
     /// Generates a pair and publishes it (public key, private key, then state); not signing yet.
     pub fn add(&self, bits: usize) -> Result<String, KeyStoreError> {
+        let _lock = self.lock()?;
+        let kid = self.write_new_pair(bits)?;
+        let mut state = self.read_state()?;
+        state.keys.insert(
+            kid.clone(),
+            KeyMeta { created: now_secs(), activated: None, retired: None, bits },
+        );
+        self.write_state(&state)?;
+        Ok(kid)
+    }
+
+    /// Makes the published key `kid` the signer; the previous active key becomes retired.
+    /// Activating the active key changes nothing; a retired key is refused.
+    pub fn activate(&self, kid: &str) -> Result<Activation, KeyStoreError> {
+        check_kid(kid)?;
+        let _lock = self.lock()?;
+        let mut state = self.read_state()?;
+        match state.status(kid) {
+            None => return Err(KeyStoreError::UnknownKey(kid.to_owned())),
+            Some(KeyStatus::Retired) => return Err(KeyStoreError::ActivateRetired(kid.to_owned())),
+            Some(KeyStatus::Active) => {
+                return Ok(Activation { kid: kid.to_owned(), retired: None, unchanged: true });
+            }
+            Some(KeyStatus::Published) => {}
+        }
+        // Refuse to activate a key that cannot sign or whose public key is not out.
+        self.load_signer(kid)?;
+        self.load_public(kid)?;
+        let retired = set_active(&mut state, kid, now_secs());
+        self.write_state(&state)?;
+        Ok(Activation { kid: kid.to_owned(), retired, unchanged: false })
+    }
+
+    /// `add` + `activate` under one lock, with a single state write: the new key signs from
+    /// the moment the state names it, and the previous active key is retired.
+    pub fn rotate(&self, bits: usize) -> Result<Activation, KeyStoreError> {
+        let _lock = self.lock()?;
+        let kid = self.write_new_pair(bits)?;
+        let mut state = self.read_state()?;
+        let now = now_secs();
+        state
+            .keys
+            .insert(kid.clone(), KeyMeta { created: now, activated: None, retired: None, bits });
+        let retired = set_active(&mut state, &kid, now);
+        self.write_state(&state)?;
+        Ok(Activation { kid, retired, unchanged: false })
+    }
+
+    /// Retires a published key (it stays in the JWKS until pruned). Refuses the active key.
+    /// Returns when the key was retired (earlier, if it already was).
+    pub fn retire(&self, kid: &str) -> Result<u64, KeyStoreError> {
+        check_kid(kid)?;
+        let _lock = self.lock()?;
+        let mut state = self.read_state()?;
+        if state.active.as_deref() == Some(kid) {
+            return Err(KeyStoreError::RetireActive(kid.to_owned()));
+        }
+        let meta =
+            state.keys.get_mut(kid).ok_or_else(|| KeyStoreError::UnknownKey(kid.to_owned()))?;
+        if let Some(at) = meta.retired {
+            return Ok(at);
+        }
+        let now = now_secs();
+        meta.retired = Some(now);
+        self.write_state(&state)?;
+        Ok(now)
+    }
+
+    /// Removes every retired key for which [`prunable_at`] (with the access-token `ttl` and
+    /// `leeway`) has passed at `now`: its state entry first, then its private key, then its
+    /// public key. Never an active or published key. With `dry_run`, only reports.
+    pub fn prune(
+        &self,
+        ttl: Duration,
+        leeway: Duration,
+        now: u64,
+        dry_run: bool,
+    ) -> Result<PruneReport, KeyStoreError> {
+        let _lock = self.lock()?;
+        let mut state = self.read_state()?;
+        let mut report = PruneReport::default();
+        for (kid, meta) in &state.keys {
+            let Some(retired) = meta.retired else { continue };
+            if state.active.as_deref() == Some(kid.as_str()) {
+                continue;
+            }
+            let at = prunable_at(retired, ttl, leeway);
+            if now >= at {
+                report.removed.push((kid.clone(), retired));
+            } else {
+                report.kept.push((kid.clone(), retired, at));
+            }
+        }
+        if dry_run || report.removed.is_empty() {
+            return Ok(report);
+        }
+        for (kid, _) in &report.removed {
+            state.keys.remove(kid);
+        }
+        self.write_state(&state)?;
+        for (kid, _) in &report.removed {
+            remove_file(&self.private_path(kid))?;
+            remove_file(&self.public_path(kid))?;
+        }
+        sync_dir(&self.private_dir())?;
+        sync_dir(&self.public_dir())?;
+        // Temp files left by a write that crashed; nobody else writes while we hold the lock.
+        for dir in [self.private_dir(), self.public_dir()] {
+            for path in list_dir(&dir)? {
+                if file_name(&path).starts_with('.') && file_name(&path).contains(".tmp-") {
+                    remove_file(&path)?;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// `*.pem` files in `public/` or `private/` that the state does not name, as messages
+    /// naming the file (for `keys list` and the reload log).
+    pub fn stray_files(&self, state: &KeyState) -> Vec<String> {
+        let mut found = Vec::new();
+        for (dir, public) in [(self.public_dir(), true), (self.private_dir(), false)] {
+            let Ok(paths) = list_dir(&dir) else { continue };
+            for path in paths {
+                let name = file_name(&path);
+                if name.starts_with('.') || !name.ends_with(".pem") {
+                    continue;
+                }
+                let stem = name.trim_end_matches(".pem");
+                if state.keys.contains_key(stem) {
+                    continue;
+                }
+                let usable =
+                    public && read_small(&path).is_ok_and(|b| PublicKey::from_pem(&b).is_ok());
+                found.push(if usable || !public {
+                    format!("{}: not in the key state; ignored", path.display())
+                } else {
+                    format!("{}: not a usable public key; ignored", path.display())
+                });
+            }
+        }
+        found
+    }
+
+    /// Loads the active signer and every published public key. Non-active keys whose file
+    /// cannot be used are left out with a warning (at start-up nothing better exists).
+    pub fn load(&self) -> Result<Option<Loaded>, KeyStoreError> {
+        self.load_with(None)
+    }
+
+    /// Loads like [`Self::load`]; a non-active key whose file cannot be used now but which
+    /// `previous` holds keeps the previous copy, so a reload never drops a key it had.
+    /// Errors (state unreadable, active key unusable) leave the caller's ring as it is.
+    pub fn load_with(&self, previous: Option<&KeyRing>) -> Result<Option<Loaded>, KeyStoreError> {
+        let state = self.read_state()?;
+        let Some(active) = state.active.clone() else {
+            return Ok(None);
+        };
+        let signer = self.load_signer(&active)?;
+        let mut public = Vec::with_capacity(state.keys.len());
+        let mut warnings = Vec::new();
+        for kid in state.keys.keys() {
+            match self.load_public(kid) {
+                Ok(key) => public.push(key),
+                Err(e) if *kid == active => return Err(e),
+                Err(e) => match previous.and_then(|ring| ring.public_key(kid)) {
+                    Some(key) => {
+                        warnings.push(format!("{e}; keeping the copy loaded before"));
+                        public.push(key.clone());
+                    }
+                    None => warnings.push(format!("{e}; key {kid} left out of the JWKS")),
+                },
+            }
+        }
+        warnings.extend(self.stray_files(&state));
+        let jwks =
+            serde_json::json!({ "keys": public.iter().map(PublicKey::jwk).collect::<Vec<_>>() })
+                .to_string();
+        Ok(Some(Loaded {
+            ring: KeyRing { signer: Arc::new(signer), public, jwks, state },
+            warnings,
+        }))
+    }
+
+    /// Loads the keys; on a store without an active key, generates an RSA-2048 pair and
+    /// activates it first (first start).
+    pub fn load_or_init(&self) -> Result<KeyRing, KeyStoreError> {
+        self.ensure_dirs()?;
+        if let Some(loaded) = self.load()? {
+            return Ok(log_warnings(loaded));
+        }
+        let _lock = self.lock()?;
+        // A `keys` command may have activated a key while we waited for the lock.
+        if let Some(loaded) = self.load()? {
+            return Ok(log_warnings(loaded));
+        }
+        let kid = self.write_new_pair(DEFAULT_BITS)?;
+        let mut state = self.read_state()?;
+        let now = now_secs();
+        state.keys.insert(
+            kid.clone(),
+            KeyMeta { created: now, activated: None, retired: None, bits: DEFAULT_BITS },
+        );
+        set_active(&mut state, &kid, now);
+        self.write_state(&state)?;
+        log::info!("generated signing key {kid} (RSA-{DEFAULT_BITS}) in {}", self.dir.display());
+        self.load()?.map(log_warnings).ok_or(KeyStoreError::UnknownKey(kid))
+    }
+
+    /// Generates a pair and writes its public, then private key; returns the kid. The state
+    /// is the caller's (under the lock).
+    fn write_new_pair(&self, bits: usize) -> Result<String, KeyStoreError> {
         let size = match bits {
             2048 => KeySize::Rsa2048,
             3072 => KeySize::Rsa3072,
@@ -239,86 +594,22 @@ impl KeyStore {
         let private_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", private_der.as_ref().to_vec()));
         let public_pem = pem::encode(&pem::Pem::new("PUBLIC KEY", public_der.as_ref().to_vec()));
         let kid = PublicKey::from_pem(public_pem.as_bytes())
-            .map_err(|e| KeyStoreError::BadKey { kid: "(new)".into(), reason: e.to_string() })?
+            .map_err(|_| KeyStoreError::Generate)?
             .kid()
             .to_owned();
-
         write_atomic(&self.public_path(&kid), public_pem.as_bytes(), 0o644)?;
         write_atomic(&self.private_path(&kid), private_pem.as_bytes(), 0o600)?;
-        let mut state = self.read_state()?;
-        state.keys.insert(
-            kid.clone(),
-            KeyMeta { created: now_secs(), activated: None, retired: None, bits },
-        );
-        self.write_state(&state)?;
         Ok(kid)
-    }
-
-    /// Makes `kid` the signer; the previous active key becomes retired.
-    pub fn activate(&self, kid: &str) -> Result<(), KeyStoreError> {
-        let mut state = self.read_state()?;
-        if !state.keys.contains_key(kid) {
-            return Err(KeyStoreError::UnknownKey(kid.to_owned()));
-        }
-        // Refuse to activate a key that cannot sign: load it first.
-        self.load_signer(kid)?;
-        let now = now_secs();
-        if let Some(previous) = state.active.take()
-            && previous != kid
-            && let Some(meta) = state.keys.get_mut(&previous)
-        {
-            meta.retired = Some(now);
-        }
-        if let Some(meta) = state.keys.get_mut(kid) {
-            meta.activated = Some(now);
-            meta.retired = None;
-        }
-        state.active = Some(kid.to_owned());
-        self.write_state(&state)
-    }
-
-    /// Loads the active signer and every published public key.
-    pub fn load(&self) -> Result<Option<KeyRing>, KeyStoreError> {
-        let state = self.read_state()?;
-        let Some(active) = state.active.clone() else {
-            return Ok(None);
-        };
-        let signer = self.load_signer(&active)?;
-        let mut public = Vec::with_capacity(state.keys.len());
-        for kid in state.keys.keys() {
-            match self.load_public(kid) {
-                Ok(key) => public.push(key),
-                Err(e) if *kid == active => return Err(e),
-                Err(e) => log::warn!("key {kid} left out of the JWKS: {e}"),
-            }
-        }
-        let jwks =
-            serde_json::json!({ "keys": public.iter().map(PublicKey::jwk).collect::<Vec<_>>() })
-                .to_string();
-        Ok(Some(KeyRing { signer: Arc::new(signer), public, jwks }))
-    }
-
-    /// Loads the keys; on a store without an active key, generates an RSA-2048 pair and
-    /// activates it first (first start).
-    pub fn load_or_init(&self) -> Result<KeyRing, KeyStoreError> {
-        self.ensure_dirs()?;
-        if let Some(ring) = self.load()? {
-            return Ok(ring);
-        }
-        let kid = self.add(DEFAULT_BITS)?;
-        self.activate(&kid)?;
-        log::info!("generated signing key {kid} (RSA-{DEFAULT_BITS}) in {}", self.dir.display());
-        self.load()?.ok_or(KeyStoreError::UnknownKey(kid))
     }
 
     fn load_public(&self, kid: &str) -> Result<PublicKey, KeyStoreError> {
         let path = self.public_path(kid);
-        let pem = fs::read(&path).map_err(|source| KeyStoreError::Io { path, source })?;
+        let pem = read_small(&path)?;
         let key = PublicKey::from_pem(&pem)
-            .map_err(|e| KeyStoreError::BadKey { kid: kid.to_owned(), reason: e.to_string() })?;
+            .map_err(|e| KeyStoreError::BadKey { path: path.clone(), reason: e.to_string() })?;
         if key.kid() != kid {
             return Err(KeyStoreError::BadKey {
-                kid: kid.to_owned(),
+                path,
                 reason: "the public key's thumbprint does not match its file name".into(),
             });
         }
@@ -326,10 +617,10 @@ impl KeyStore {
     }
 
     fn load_signer(&self, kid: &str) -> Result<Signer, KeyStoreError> {
-        let bad =
-            |reason: &str| KeyStoreError::BadKey { kid: kid.to_owned(), reason: reason.to_owned() };
         let path = self.private_path(kid);
-        let text = fs::read(&path).map_err(|source| KeyStoreError::Io { path, source })?;
+        let bad =
+            |reason: &str| KeyStoreError::BadKey { path: path.clone(), reason: reason.to_owned() };
+        let text = read_small(&path)?;
         let parsed = pem::parse(&text).map_err(|_| bad("the private key file is not PEM"))?;
         if parsed.tag() != "PRIVATE KEY" {
             return Err(bad("the private key file is not a PKCS#8 PRIVATE KEY"));
@@ -347,17 +638,91 @@ impl KeyStore {
     }
 }
 
+/// Makes `kid` active at `now`, retiring the previous active key; returns that key.
+fn set_active(state: &mut KeyState, kid: &str, now: u64) -> Option<String> {
+    let mut retired = None;
+    if let Some(previous) = state.active.take()
+        && previous != kid
+        && let Some(meta) = state.keys.get_mut(&previous)
+    {
+        meta.retired = Some(now);
+        retired = Some(previous);
+    }
+    if let Some(meta) = state.keys.get_mut(kid) {
+        meta.activated = Some(now);
+        meta.retired = None;
+    }
+    state.active = Some(kid.to_owned());
+    retired
+}
+
+fn log_warnings(loaded: Loaded) -> KeyRing {
+    for warning in &loaded.warnings {
+        log::warn!("keys: {warning}");
+    }
+    loaded.ring
+}
+
 /// A kid is an RFC 7638 SHA-256 thumbprint: 43 base64url characters. Checked before it
 /// becomes part of a path.
 pub fn is_kid(text: &str) -> bool {
     text.len() == 43 && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn now_secs() -> u64 {
+fn check_kid(text: &str) -> Result<(), KeyStoreError> {
+    if is_kid(text) { Ok(()) } else { Err(KeyStoreError::NotAKid(text.to_owned())) }
+}
+
+/// Now, in Unix seconds.
+pub fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default()
+}
+
+/// Reads a key or state file, refusing anything bigger than a key can be.
+fn read_small(path: &Path) -> Result<Vec<u8>, KeyStoreError> {
+    use std::io::Read as _;
+    let io_err = |source| KeyStoreError::Io { path: path.to_owned(), source };
+    let file = fs::File::open(path).map_err(io_err)?;
+    let mut bytes = Vec::new();
+    file.take(shared::keyset::MAX_KEY_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(io_err)?;
+    if bytes.len() as u64 > shared::keyset::MAX_KEY_FILE_BYTES {
+        return Err(KeyStoreError::BadKey {
+            path: path.to_owned(),
+            reason: "too big for a key".into(),
+        });
+    }
+    Ok(bytes)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, KeyStoreError> {
+    let io_err = |source| KeyStoreError::Io { path: dir.to_owned(), source };
+    let mut paths = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err)? {
+        paths.push(entry.map_err(io_err)?.path());
+    }
+    paths.sort();
+    Ok(paths)
+}
+
+fn remove_file(path: &Path) -> Result<(), KeyStoreError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(KeyStoreError::Io { path: path.to_owned(), source }),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), KeyStoreError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| KeyStoreError::Io { path: dir.to_owned(), source })
 }
 
 fn create_dir(path: &Path, mode: u32) -> Result<(), KeyStoreError> {
@@ -443,12 +808,13 @@ mod tests {
             assert_eq!(mode(&store.public_path(&kid)), 0o644);
             assert_eq!(mode(&store.public_dir()), 0o755);
             assert_eq!(mode(&root), 0o755);
+            assert_eq!(mode(&store.private_dir().join(LOCK_FILE)), 0o600);
         }
         // No temp files left behind.
         for dir in [store.private_dir(), store.public_dir()] {
             for entry in fs::read_dir(dir).unwrap() {
                 let name = entry.unwrap().file_name().into_string().unwrap();
-                assert!(!name.starts_with('.'), "{name}");
+                assert!(!name.contains(".tmp-"), "{name}");
             }
         }
 
@@ -464,16 +830,22 @@ mod tests {
         let store = KeyStore::new(dir.path());
         let first = store.load_or_init().unwrap().signer().kid().to_owned();
         let second = store.add(2048).unwrap();
-        let ring = store.load().unwrap().unwrap();
+        let ring = store.load().unwrap().unwrap().ring;
         assert_eq!(ring.signer().kid(), first);
         assert_eq!(ring.public_keys().len(), 2);
         assert_eq!(store.read_state().unwrap().status(&second), Some(KeyStatus::Published));
 
-        store.activate(&second).unwrap();
+        let activation = store.activate(&second).unwrap();
+        assert_eq!(activation.retired.as_deref(), Some(first.as_str()));
         let state = store.read_state().unwrap();
         assert_eq!(state.status(&first), Some(KeyStatus::Retired));
         assert_eq!(state.status(&second), Some(KeyStatus::Active));
-        assert_eq!(store.load().unwrap().unwrap().signer().kid(), second);
+        assert_eq!(store.load().unwrap().unwrap().ring.signer().kid(), second);
+
+        // A retired key never signs again.
+        assert!(matches!(store.activate(&first), Err(KeyStoreError::ActivateRetired(_))));
+        // Activating the active key is a no-op.
+        assert!(store.activate(&second).unwrap().unchanged);
     }
 
     #[test]
@@ -484,5 +856,60 @@ mod tests {
         let second = store.add(2048).unwrap();
         fs::copy(store.private_path(&first), store.private_path(&second)).unwrap();
         assert!(matches!(store.activate(&second), Err(KeyStoreError::BadKey { .. })));
+    }
+
+    #[test]
+    fn retire_refuses_the_active_key_and_prune_waits_for_ttl_plus_leeway() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(dir.path());
+        let first = store.load_or_init().unwrap().signer().kid().to_owned();
+        assert!(matches!(store.retire(&first), Err(KeyStoreError::RetireActive(_))));
+        let rotated = store.rotate(2048).unwrap();
+        assert_eq!(rotated.retired.as_deref(), Some(first.as_str()));
+        let retired = store.read_state().unwrap().keys[&first].retired.unwrap();
+
+        let ttl = Duration::from_secs(900);
+        let leeway = Duration::from_secs(30);
+        let at = prunable_at(retired, ttl, leeway);
+        assert_eq!(at, retired + 931);
+        let early = store.prune(ttl, leeway, at - 1, false).unwrap();
+        assert!(early.removed.is_empty());
+        assert_eq!(early.kept, vec![(first.clone(), retired, at)]);
+        assert!(store.public_path(&first).is_file());
+
+        let dry = store.prune(ttl, leeway, at, true).unwrap();
+        assert_eq!(dry.removed, vec![(first.clone(), retired)]);
+        assert!(store.public_path(&first).is_file());
+
+        let done = store.prune(ttl, leeway, at, false).unwrap();
+        assert_eq!(done.removed, vec![(first.clone(), retired)]);
+        assert!(!store.public_path(&first).exists());
+        assert!(!store.private_path(&first).exists());
+        let state = store.read_state().unwrap();
+        assert!(!state.keys.contains_key(&first));
+        assert_eq!(state.active.as_deref(), Some(rotated.kid.as_str()));
+    }
+
+    #[test]
+    fn a_reload_keeps_the_previous_copy_of_a_key_whose_file_broke() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::new(dir.path());
+        let first = store.load_or_init().unwrap().signer().kid().to_owned();
+        let second = store.rotate(2048).unwrap().kid;
+        let good = store.load().unwrap().unwrap();
+        assert!(good.warnings.is_empty(), "{:?}", good.warnings);
+        fs::write(store.public_path(&first), b"-----BEGIN PUBLIC KEY-----\nAAA").unwrap();
+        fs::write(store.public_dir().join("garbage.pem"), b"garbage").unwrap();
+
+        let again = store.load_with(Some(&good.ring)).unwrap().unwrap();
+        assert_eq!(again.ring.signer().kid(), second);
+        assert!(again.ring.public_key(&first).is_some());
+        assert!(again.warnings.iter().any(|w| w.contains(&format!("{first}.pem"))));
+        assert!(again.warnings.iter().any(|w| w.contains("garbage.pem")));
+
+        // The active key's file broken: the load fails, naming the file.
+        fs::write(store.private_path(&second), b"garbage").unwrap();
+        let err = store.load_with(Some(&good.ring)).unwrap_err().to_string();
+        assert!(err.contains(&format!("{second}.pem")), "{err}");
     }
 }

@@ -7,7 +7,9 @@
 pub mod config;
 pub mod error;
 pub mod keys;
+pub mod keys_cli;
 pub mod passwords;
+pub mod reload;
 pub mod routes;
 pub mod sessions;
 pub mod store;
@@ -85,6 +87,13 @@ impl Application {
         ));
         let verifier_keys = verifier.keys().clone();
         let keys = Arc::new(ArcSwap::from_pointee(ring));
+        // Key changes (the `keys` commands, SIGHUP) reach the signer and the JWKS without a restart.
+        reload::Reloader::new(
+            KeyStore::new(&settings.keys_dir),
+            keys.clone(),
+            verifier_keys.clone(),
+        )
+        .spawn();
 
         let store = Store::new(&settings.redis_url)?;
         let probe = store.clone();

@@ -29,6 +29,8 @@ enum Command {
     Serve,
     /// Exit 0 when the local server answers GET /readyz with 200, else 1 (for Docker).
     Healthcheck,
+    /// Manage the signing keys: list, add, activate, rotate, retire, prune.
+    Keys(auth_server::keys_cli::KeysArgs),
     /// Manage users.
     Users {
         #[command(subcommand)]
@@ -62,6 +64,7 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings),
         Command::Healthcheck => healthcheck(&settings),
+        Command::Keys(args) => auth_server::keys_cli::run(&settings, args),
         Command::Users { command: UsersCommand::SetRoles { username, roles } } => {
             run_async(async move {
                 match auth_server::set_roles(&settings, &username, &roles).await {

@@ -161,9 +161,11 @@ async fn logout_all(state: web::Data<AppState>, auth: Authenticated) -> Result<H
 
 async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     let body = state.keys.load().jwks_json().to_owned();
+    // Short, so a cached JWKS sees a key published by `keys add` before `keys activate`.
+    let cache = format!("public, max-age={}", crate::keys::JWKS_MAX_AGE_SECS);
     HttpResponse::Ok()
         .content_type("application/json")
-        .insert_header((header::CACHE_CONTROL, "public, max-age=60"))
+        .insert_header((header::CACHE_CONTROL, cache))
         .body(body)
 }
 

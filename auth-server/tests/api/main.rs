@@ -5,6 +5,8 @@ mod cli;
 mod discovery;
 mod helpers;
 mod http;
+mod key_reload;
+mod keys_cli;
 mod login;
 mod logout;
 mod outage;
