@@ -9,6 +9,9 @@ use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::passwords::Hasher;
+use crate::throttle::{Limits, TrustedProxies};
+
 /// The auth server's settings, validated.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -32,6 +35,18 @@ pub struct Settings {
     pub refresh_reuse_grace: Duration,
     /// `AUTH_REFRESH_COOKIE`: send the refresh token as an HttpOnly cookie instead of in the body.
     pub refresh_cookie: bool,
+    /// `AUTH_TRUSTED_PROXIES`: proxies (IPs or CIDRs) whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
+    /// `AUTH_LOGIN_MAX_FAILURES`, `AUTH_LOGIN_MAX_FAILURES_PER_ADDRESS`,
+    /// `AUTH_LOGIN_FAILURE_WINDOW`, `AUTH_LOGIN_LOCKOUT`, `AUTH_LOGIN_LOCKOUT_MAX`,
+    /// `AUTH_REGISTER_MAX_PER_ADDRESS`, `AUTH_REGISTER_WINDOW`: see [`crate::throttle`].
+    pub throttle: Limits,
+    /// `AUTH_HASH_CONCURRENCY`: argon2 computations at once (default: the number of cores).
+    pub hash_concurrency: usize,
+    /// `AUTH_HASH_QUEUE`: logins and registrations that may wait for a hashing slot; past it, 503.
+    pub hash_queue: usize,
+    /// `AUTH_SHUTDOWN_TIMEOUT`: on SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    pub shutdown_timeout: Duration,
 }
 
 impl fmt::Debug for Settings {
@@ -47,6 +62,11 @@ impl fmt::Debug for Settings {
             .field("session_max_age", &self.session_max_age)
             .field("refresh_reuse_grace", &self.refresh_reuse_grace)
             .field("refresh_cookie", &self.refresh_cookie)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("throttle", &self.throttle)
+            .field("hash_concurrency", &self.hash_concurrency)
+            .field("hash_queue", &self.hash_queue)
+            .field("shutdown_timeout", &self.shutdown_timeout)
             .finish()
     }
 }
@@ -69,6 +89,21 @@ const DEFS: &[Def] = &[
     Def { key: "session_max_age", env: "AUTH_SESSION_MAX_AGE", default: "30d" },
     Def { key: "refresh_reuse_grace", env: "AUTH_REFRESH_REUSE_GRACE", default: "10s" },
     Def { key: "refresh_cookie", env: "AUTH_REFRESH_COOKIE", default: "false" },
+    Def { key: "trusted_proxies", env: "AUTH_TRUSTED_PROXIES", default: "" },
+    Def { key: "login_max_failures", env: "AUTH_LOGIN_MAX_FAILURES", default: "5" },
+    Def {
+        key: "login_max_failures_per_address",
+        env: "AUTH_LOGIN_MAX_FAILURES_PER_ADDRESS",
+        default: "20",
+    },
+    Def { key: "login_failure_window", env: "AUTH_LOGIN_FAILURE_WINDOW", default: "15m" },
+    Def { key: "login_lockout", env: "AUTH_LOGIN_LOCKOUT", default: "1m" },
+    Def { key: "login_lockout_max", env: "AUTH_LOGIN_LOCKOUT_MAX", default: "1h" },
+    Def { key: "register_max_per_address", env: "AUTH_REGISTER_MAX_PER_ADDRESS", default: "20" },
+    Def { key: "register_window", env: "AUTH_REGISTER_WINDOW", default: "1h" },
+    Def { key: "hash_concurrency", env: "AUTH_HASH_CONCURRENCY", default: "auto" },
+    Def { key: "hash_queue", env: "AUTH_HASH_QUEUE", default: "64" },
+    Def { key: "shutdown_timeout", env: "AUTH_SHUTDOWN_TIMEOUT", default: "10s" },
 ];
 
 /// Why the settings could not be loaded. `Display` is the one line printed at start-up.
@@ -213,6 +248,37 @@ impl Settings {
             _ => return Err(invalid(d, format!("`{cookie}` is not a boolean (true or false)"))),
         };
 
+        let (proxies, d) = text("trusted_proxies")?;
+        let trusted_proxies = TrustedProxies::parse(&proxies).map_err(|e| invalid(d, e))?;
+
+        let throttle = Limits {
+            max_failures_per_user: count(cfg, "login_max_failures", 1)?,
+            max_failures_per_address: count(cfg, "login_max_failures_per_address", 1)?,
+            failure_window: at_least_1s(cfg, "login_failure_window")?,
+            lockout: at_least_1s(cfg, "login_lockout")?,
+            lockout_max: at_least_1s(cfg, "login_lockout_max")?,
+            max_registrations_per_address: count(cfg, "register_max_per_address", 1)?,
+            register_window: at_least_1s(cfg, "register_window")?,
+        };
+        if throttle.lockout_max < throttle.lockout {
+            return Err(invalid(
+                def("login_lockout_max"),
+                "must not be less than AUTH_LOGIN_LOCKOUT",
+            ));
+        }
+
+        let (concurrency, _) = text("hash_concurrency")?;
+        let hash_concurrency = if concurrency.eq_ignore_ascii_case("auto") {
+            Hasher::default_concurrency()
+        } else {
+            usize::try_from(count(cfg, "hash_concurrency", 1)?).unwrap_or(usize::MAX)
+        };
+        let hash_queue = usize::try_from(count(cfg, "hash_queue", 0)?).unwrap_or(usize::MAX);
+        let shutdown_timeout = duration(cfg, "shutdown_timeout")?;
+        if shutdown_timeout > Duration::from_secs(3600) {
+            return Err(invalid(def("shutdown_timeout"), "must be at most 1h"));
+        }
+
         Ok(Self {
             bind,
             redis_url,
@@ -224,6 +290,11 @@ impl Settings {
             session_max_age,
             refresh_reuse_grace,
             refresh_cookie,
+            trusted_proxies,
+            throttle,
+            hash_concurrency,
+            hash_queue,
+            shutdown_timeout,
         })
     }
 
@@ -240,6 +311,21 @@ impl Settings {
             session_max_age: Duration::from_secs(30 * 86_400),
             refresh_reuse_grace: Duration::from_secs(10),
             refresh_cookie: false,
+            trusted_proxies: TrustedProxies::default(),
+            // Per-username limits as in production; every test client is 127.0.0.1, so the
+            // per-address ones are raised (the throttling tests lower them again).
+            throttle: Limits {
+                max_failures_per_user: 5,
+                max_failures_per_address: 10_000,
+                failure_window: Duration::from_secs(900),
+                lockout: Duration::from_secs(60),
+                lockout_max: Duration::from_secs(3600),
+                max_registrations_per_address: 10_000,
+                register_window: Duration::from_secs(3600),
+            },
+            hash_concurrency: Hasher::default_concurrency(),
+            hash_queue: 64,
+            shutdown_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -254,6 +340,25 @@ fn duration(cfg: &config::Config, key: &'static str) -> Result<Duration, ConfigE
     let value = cfg.get_string(key).map_err(|e| invalid(def, e))?;
     shared::duration::parse(&value)
         .map_err(|e| invalid(def, format!("invalid duration `{}`: {e}", value.trim())))
+}
+
+fn count(cfg: &config::Config, key: &'static str, min: u32) -> Result<u32, ConfigError> {
+    let def = def(key);
+    let value = cfg.get_string(key).map_err(|e| invalid(def, e))?;
+    match value.trim().parse::<u32>() {
+        Ok(n) if n >= min => Ok(n),
+        _ => {
+            Err(invalid(def, format!("`{}` is not a whole number of at least {min}", value.trim())))
+        }
+    }
+}
+
+fn at_least_1s(cfg: &config::Config, key: &'static str) -> Result<Duration, ConfigError> {
+    let value = duration(cfg, key)?;
+    if value < Duration::from_secs(1) {
+        return Err(invalid(def(key), "must be at least 1s"));
+    }
+    Ok(value)
 }
 
 fn invalid(def: &'static Def, reason: impl fmt::Display) -> ConfigError {
@@ -289,6 +394,37 @@ mod tests {
         assert_eq!(s.session_max_age, Duration::from_secs(30 * 86_400));
         assert_eq!(s.refresh_reuse_grace, Duration::from_secs(10));
         assert!(!s.refresh_cookie);
+        assert!(s.trusted_proxies.nets().is_empty());
+        assert_eq!(s.throttle.max_failures_per_user, 5);
+        assert_eq!(s.throttle.max_failures_per_address, 20);
+        assert_eq!(s.throttle.failure_window, Duration::from_secs(900));
+        assert_eq!(s.throttle.lockout, Duration::from_secs(60));
+        assert_eq!(s.throttle.lockout_max, Duration::from_secs(3600));
+        assert_eq!(s.throttle.max_registrations_per_address, 20);
+        assert_eq!(s.hash_concurrency, Hasher::default_concurrency());
+        assert_eq!(s.hash_queue, 64);
+        assert_eq!(s.shutdown_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn hardening_settings_come_from_the_environment() {
+        let s = Settings::from_sources(
+            None,
+            env(&[
+                ("AUTH_TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
+                ("AUTH_LOGIN_MAX_FAILURES", "3"),
+                ("AUTH_LOGIN_LOCKOUT", "30s"),
+                ("AUTH_HASH_CONCURRENCY", "1"),
+                ("AUTH_HASH_QUEUE", "0"),
+                ("AUTH_SHUTDOWN_TIMEOUT", "2s"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.trusted_proxies.nets().len(), 2);
+        assert_eq!(s.throttle.max_failures_per_user, 3);
+        assert_eq!(s.throttle.lockout, Duration::from_secs(30));
+        assert_eq!((s.hash_concurrency, s.hash_queue), (1, 0));
+        assert_eq!(s.shutdown_timeout, Duration::from_secs(2));
     }
 
     #[test]
@@ -355,6 +491,14 @@ mod tests {
             ("AUTH_ACCESS_TOKEN_TTL", "1500ms"),
             ("AUTH_SESSION_MAX_AGE", "0"),
             ("AUTH_REFRESH_COOKIE", "maybe"),
+            ("AUTH_TRUSTED_PROXIES", "10.0.0.0/40"),
+            ("AUTH_LOGIN_MAX_FAILURES", "0"),
+            ("AUTH_LOGIN_MAX_FAILURES_PER_ADDRESS", "many"),
+            ("AUTH_LOGIN_LOCKOUT", "0"),
+            ("AUTH_LOGIN_LOCKOUT_MAX", "1s"),
+            ("AUTH_HASH_CONCURRENCY", "0"),
+            ("AUTH_HASH_QUEUE", "-1"),
+            ("AUTH_SHUTDOWN_TIMEOUT", "2d"),
         ] {
             let err = Settings::from_sources(None, env(&[(name, value)])).unwrap_err().to_string();
             assert!(err.starts_with(name), "{name}={value}: {err}");

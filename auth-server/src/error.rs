@@ -27,6 +27,12 @@ pub enum RegisterError {
     /// The username exists.
     #[error("username taken")]
     Taken,
+    /// Too many registrations from this client address.
+    #[error("rate limited")]
+    RateLimited {
+        /// `Retry-After`.
+        retry_after_secs: u64,
+    },
     /// Redis.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -41,6 +47,15 @@ pub enum LoginError {
     /// Unknown user or wrong password: the same answer for both.
     #[error("invalid credentials")]
     InvalidCredentials,
+    /// A field longer than any valid one (checked before anything else).
+    #[error(transparent)]
+    Invalid(#[from] InvalidField),
+    /// Too many failures for this username or from this client address.
+    #[error("rate limited")]
+    RateLimited {
+        /// `Retry-After`.
+        retry_after_secs: u64,
+    },
     /// Redis.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -85,6 +100,21 @@ fn store_error(e: &StoreError) -> ApiError {
     }
 }
 
+fn hash_error(e: &HashError) -> ApiError {
+    match e {
+        HashError::Busy => {
+            log::warn!("password hashing saturated: request refused");
+            ApiError::unavailable(RETRY_AFTER_SECS)
+        }
+        HashError::Failed(_) => internal(e),
+    }
+}
+
+fn rate_limited(retry_after_secs: u64) -> ApiError {
+    ApiError::new(ErrorCode::RateLimited, "too many attempts; retry later")
+        .with_retry_after(retry_after_secs)
+}
+
 fn internal(e: &dyn std::error::Error) -> ApiError {
     log::error!("internal error: {e}");
     ApiError::internal()
@@ -97,8 +127,9 @@ impl From<RegisterError> for ApiError {
             RegisterError::Taken => {
                 ApiError::new(ErrorCode::UsernameTaken, "this username is already registered")
             }
+            RegisterError::RateLimited { retry_after_secs } => rate_limited(retry_after_secs),
             RegisterError::Store(e) => store_error(&e),
-            RegisterError::Hash(e) => internal(&e),
+            RegisterError::Hash(e) => hash_error(&e),
         }
     }
 }
@@ -109,8 +140,10 @@ impl From<LoginError> for ApiError {
             LoginError::InvalidCredentials => {
                 ApiError::new(ErrorCode::InvalidCredentials, "invalid username or password")
             }
+            LoginError::Invalid(field) => ApiError::invalid_request(field.0),
+            LoginError::RateLimited { retry_after_secs } => rate_limited(retry_after_secs),
             LoginError::Store(e) => store_error(&e),
-            LoginError::Hash(e) => internal(&e),
+            LoginError::Hash(e) => hash_error(&e),
             LoginError::Session(e) => e.into(),
         }
     }

@@ -7,12 +7,15 @@
 pub mod config;
 pub mod error;
 pub mod keys;
+pub mod limits;
+pub mod openapi;
 pub mod keys_cli;
 pub mod passwords;
 pub mod reload;
 pub mod routes;
 pub mod sessions;
 pub mod store;
+pub mod throttle;
 pub mod tokens;
 pub mod users;
 
@@ -27,9 +30,11 @@ use shared::{DirSource, KeySet, Keys, Verifier, VerifierConfig};
 
 pub use crate::config::Settings;
 use crate::keys::{KeyRing, KeyStore, KeyStoreError};
+use crate::passwords::Hasher;
 use crate::routes::AppState;
 use crate::sessions::{Policy, Sessions};
 use crate::store::{Store, StoreError};
+use crate::users::Accounts;
 
 /// Why the server could not start. `Display` is one line.
 #[derive(Debug, thiserror::Error)]
@@ -104,8 +109,10 @@ impl Application {
             }
         });
 
-        let dummy_phc =
-            passwords::dummy_hash().await.map_err(|e| StartError::Other(e.to_string()))?;
+        let hasher = Hasher::new(settings.hash_concurrency, settings.hash_queue);
+        let dummy_phc = hasher.dummy_hash().await.map_err(|e| StartError::Other(e.to_string()))?;
+        let accounts =
+            Accounts::new(store.clone(), hasher, dummy_phc, settings.throttle.clone());
         let policy = Policy {
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
@@ -123,16 +130,19 @@ impl Application {
             .map_err(|source| StartError::Bind { addr: settings.bind.clone(), source })?
             .port();
 
+        let shutdown_timeout = settings.shutdown_timeout.as_secs();
         let state = web::Data::new(AppState {
             metadata: routes::metadata_json(&settings.issuer),
+            openapi: openapi::json(),
             settings: Arc::new(settings),
             store,
             sessions,
+            accounts,
             keys: keys.clone(),
-            dummy_phc,
         });
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(limits::check))
                 .wrap(access_log())
                 .app_data(state.clone())
                 .app_data(verifier.clone())
@@ -142,6 +152,11 @@ impl Application {
                 .app_data(shared::error::query_config())
                 .configure(routes::configure)
         })
+        .client_request_timeout(limits::CLIENT_REQUEST_TIMEOUT)
+        .client_disconnect_timeout(limits::CLIENT_DISCONNECT_TIMEOUT)
+        .keep_alive(limits::KEEP_ALIVE)
+        // SIGTERM/SIGINT: stop accepting, let in-flight requests finish for this long, exit.
+        .shutdown_timeout(shutdown_timeout)
         .listen(listener)
         .map_err(|source| StartError::Bind { addr: "listener".into(), source })?
         .run();
@@ -164,7 +179,8 @@ impl Application {
         self.verifier_keys.clone()
     }
 
-    /// Serves until the process gets SIGINT/SIGTERM.
+    /// Serves until the process gets SIGINT/SIGTERM; then stops accepting, lets in-flight
+    /// requests finish (at most `AUTH_SHUTDOWN_TIMEOUT`) and returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }

@@ -1,20 +1,26 @@
 //! HTTP handlers: parse the request, call the domain, shape the answer.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::{FromRequest as _, HttpRequest, HttpResponse, Resource, web};
+use actix_web::{HttpRequest, HttpResponse, Resource, web};
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
-use shared::{ApiError, Authenticated, TokenResponse};
+use shared::{ApiError, Authenticated, ErrorCode, TokenResponse};
+use utoipa::ToSchema;
 
 use crate::config::Settings;
 use crate::keys::KeyRing;
+use crate::openapi::{
+    ErrorBodySchema as ErrorBody, Health, Jwks, Metadata, Ready, TokenResponseSchema,
+};
 use crate::passwords::Password;
 use crate::sessions::{Issued, Sessions};
 use crate::store::Store;
-use crate::users::{self, NewUser};
+use crate::throttle::TrustedProxies;
+use crate::users::{Accounts, NewUser};
 
 /// Name of the refresh-token cookie.
 pub const REFRESH_COOKIE: &str = "refresh_token";
@@ -28,35 +34,59 @@ pub struct AppState {
     pub store: Store,
     /// Sessions.
     pub sessions: Sessions,
+    /// Registration and password checks (throttled, bounded hashing).
+    pub accounts: Accounts,
     /// Signing and published keys; swapped whole on reload.
     pub keys: Arc<ArcSwap<KeyRing>>,
-    /// PHC string unknown users are verified against.
-    pub dummy_phc: Arc<str>,
     /// RFC 8414 metadata, serialized once.
     pub metadata: String,
+    /// The OpenAPI document, serialized once.
+    pub openapi: String,
 }
 
 type Result<T> = std::result::Result<T, actix_web::Error>;
 
-/// Mounts every route; unknown paths get a JSON 404, known paths a JSON 405 for other methods.
+/// Every route and its methods: the one list. [`configure`] mounts exactly these, and the
+/// OpenAPI document must list exactly these (a test compares them). A new route goes here,
+/// in `mount`, and in `openapi::ApiDoc`.
+pub const ROUTES: &[(&str, &[Method])] = &[
+    ("/register", &[Method::POST]),
+    ("/login", &[Method::POST]),
+    ("/token", &[Method::POST]),
+    ("/logout", &[Method::POST, Method::DELETE]),
+    ("/logout/all", &[Method::POST]),
+    ("/.well-known/jwks.json", &[Method::GET]),
+    ("/.well-known/oauth-authorization-server", &[Method::GET]),
+    ("/healthz", &[Method::GET]),
+    ("/readyz", &[Method::GET]),
+    ("/openapi.json", &[Method::GET]),
+];
+
+/// Mounts every route of [`ROUTES`]; unknown paths get a JSON 404, known paths a JSON 405 for
+/// other methods.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/register", &[Method::POST]).route(web::post().to(register)))
-        .service(resource("/login", &[Method::POST]).route(web::post().to(login)))
-        .service(resource("/token", &[Method::POST]).route(web::post().to(token)))
-        .service(
-            resource("/logout", &[Method::POST, Method::DELETE])
-                .route(web::post().to(logout))
-                .route(web::delete().to(logout)),
-        )
-        .service(resource("/logout/all", &[Method::POST]).route(web::post().to(logout_all)))
-        .service(resource("/.well-known/jwks.json", &[Method::GET]).route(web::get().to(jwks)))
-        .service(
-            resource("/.well-known/oauth-authorization-server", &[Method::GET])
-                .route(web::get().to(metadata)),
-        )
-        .service(resource("/healthz", &[Method::GET]).route(web::get().to(healthz)))
-        .service(resource("/readyz", &[Method::GET]).route(web::get().to(readyz)))
-        .default_service(web::to(not_found));
+    for &(path, methods) in ROUTES {
+        cfg.service(mount(path, methods));
+    }
+    cfg.default_service(web::to(not_found));
+}
+
+fn mount(path: &'static str, methods: &'static [Method]) -> Resource {
+    let r = resource(path, methods);
+    match path {
+        "/register" => r.route(web::post().to(register)),
+        "/login" => r.route(web::post().to(login)),
+        "/token" => r.route(web::post().to(token)),
+        "/logout" => r.route(web::post().to(logout)).route(web::delete().to(logout)),
+        "/logout/all" => r.route(web::post().to(logout_all)),
+        "/.well-known/jwks.json" => r.route(web::get().to(jwks)),
+        "/.well-known/oauth-authorization-server" => r.route(web::get().to(metadata)),
+        "/healthz" => r.route(web::get().to(healthz)),
+        "/readyz" => r.route(web::get().to(readyz)),
+        "/openapi.json" => r.route(web::get().to(openapi_json)),
+        // Every path of ROUTES has an arm; a test checks each answers its methods.
+        _ => r,
+    }
 }
 
 fn resource(path: &str, allowed: &'static [Method]) -> Resource {
@@ -83,23 +113,46 @@ async fn not_found() -> std::result::Result<HttpResponse, ApiError> {
     Err(ApiError::not_found())
 }
 
-#[derive(Deserialize)]
-struct RegisterBody {
-    username: String,
-    password: String,
+/// `POST /register` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RegisterBody {
+    /// 3–64 of `a-z 0-9 . _ @ + -`, case-insensitive.
+    pub username: String,
+    /// 8–128 characters.
+    pub password: String,
+    /// Optional display name.
     #[serde(default)]
-    name: Option<String>,
+    pub name: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Registered {
-    id: String,
-    username: String,
-    name: Option<String>,
+/// `POST /register` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Registered {
+    /// Stable user id.
+    pub id: String,
+    /// Lowercased username.
+    pub username: String,
+    /// Display name.
+    pub name: Option<String>,
 }
 
-async fn register(
+#[utoipa::path(
+    post,
+    path = "/register",
+    tag = "accounts",
+    request_body = RegisterBody,
+    responses(
+        (status = 201, description = "Registered", body = Registered),
+        (status = 400, description = "Bad JSON or a bad field (`invalid_request`)", body = ErrorBody),
+        (status = 409, description = "The username is taken (`username_taken`)", body = ErrorBody),
+        (status = 413, description = "Body over 16 KiB (`payload_too_large`)", body = ErrorBody),
+        (status = 429, description = "Too many registrations from this address (`rate_limited`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 503, description = "Redis down or hashing saturated (`unavailable`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    )
+)]
+pub(crate) async fn register(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<RegisterBody>,
 ) -> Result<HttpResponse> {
     let body = body.into_inner();
@@ -108,33 +161,70 @@ async fn register(
         password: Password::new(body.password),
         name: body.name,
     };
-    let user = users::register(&state.store, new).await.map_err(ApiError::from)?;
+    let client = client_addr(&req, &state.settings.trusted_proxies);
+    let user = state.accounts.register(new, client).await.map_err(ApiError::from)?;
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(Registered { id: user.id, username: user.username, name: user.name }))
 }
 
-#[derive(Deserialize)]
-struct LoginBody {
-    username: String,
-    password: String,
+/// `POST /login` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginBody {
+    /// The username (any case).
+    pub username: String,
+    /// The password.
+    pub password: String,
 }
 
-async fn login(state: web::Data<AppState>, body: web::Json<LoginBody>) -> Result<HttpResponse> {
-    let body = body.into_inner();
-    let user = users::authenticate(
-        &state.store,
-        &state.dummy_phc,
-        &body.username,
-        Password::new(body.password),
+#[utoipa::path(
+    post,
+    path = "/login",
+    tag = "accounts",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "A token pair", body = TokenResponseSchema),
+        (status = 400, description = "Bad JSON or an over-long field (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "Unknown user or wrong password (`invalid_credentials`)", body = ErrorBody),
+        (status = 413, description = "Body over 16 KiB (`payload_too_large`)", body = ErrorBody),
+        (status = 429, description = "Too many failures for this username or address (`rate_limited`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 503, description = "Redis down or hashing saturated (`unavailable`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
-    .await
-    .map_err(ApiError::from)?;
+)]
+pub(crate) async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Json<LoginBody>,
+) -> Result<HttpResponse> {
+    let body = body.into_inner();
+    let client = client_addr(&req, &state.settings.trusted_proxies);
+    let user = state
+        .accounts
+        .authenticate(&body.username, Password::new(body.password), client)
+        .await
+        .map_err(ApiError::from)?;
     let issued = state.sessions.login(&user).await.map_err(ApiError::from)?;
     Ok(token_response(&state.settings, issued))
 }
 
-async fn token(
+#[utoipa::path(
+    post,
+    path = "/token",
+    tag = "sessions",
+    description = "Rotates a refresh token, given in the JSON body, the form body (RFC 6749 §6) or the `refresh_token` cookie.",
+    request_body(content(
+        (TokenJson = "application/json"),
+        (TokenForm = "application/x-www-form-urlencoded"),
+    )),
+    params(("refresh_token" = Option<String>, Cookie, description = "The refresh token (cookie mode)")),
+    responses(
+        (status = 200, description = "A new token pair", body = TokenResponseSchema),
+        (status = 400, description = "No token (`invalid_request`), or unknown, expired, revoked or spent (`invalid_grant`)", body = ErrorBody),
+        (status = 413, description = "Body over 16 KiB (`payload_too_large`)", body = ErrorBody),
+        (status = 503, description = "Redis down (`unavailable`); the token is kept", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    )
+)]
+pub(crate) async fn token(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
@@ -144,7 +234,24 @@ async fn token(
     Ok(token_response(&state.settings, issued))
 }
 
-async fn logout(
+#[utoipa::path(
+    method(post, delete),
+    path = "/logout",
+    tag = "sessions",
+    description = "Ends the session of a refresh token (given as for `/token`); 204 also for an unknown token.",
+    request_body(content(
+        (TokenJson = "application/json"),
+        (TokenForm = "application/x-www-form-urlencoded"),
+    )),
+    params(("refresh_token" = Option<String>, Cookie, description = "The refresh token (cookie mode)")),
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 400, description = "No token given (`invalid_request`)", body = ErrorBody),
+        (status = 413, description = "Body over 16 KiB (`payload_too_large`)", body = ErrorBody),
+        (status = 503, description = "Redis down (`unavailable`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    )
+)]
+pub(crate) async fn logout(
     state: web::Data<AppState>,
     req: HttpRequest,
     payload: web::Payload,
@@ -154,12 +261,34 @@ async fn logout(
     Ok(logged_out(&state.settings))
 }
 
-async fn logout_all(state: web::Data<AppState>, auth: Authenticated) -> Result<HttpResponse> {
+#[utoipa::path(
+    post,
+    path = "/logout/all",
+    tag = "sessions",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Every session of the user ended"),
+        (status = 400, description = "Malformed Authorization header (`invalid_request`)", body = ErrorBody),
+        (status = 401, description = "No or an invalid access token (`invalid_token`), with `WWW-Authenticate`", body = ErrorBody),
+        (status = 403, description = "The token lacks the scope (`insufficient_scope`)", body = ErrorBody),
+        (status = 503, description = "Redis down (`unavailable`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    )
+)]
+pub(crate) async fn logout_all(
+    state: web::Data<AppState>,
+    auth: Authenticated,
+) -> Result<HttpResponse> {
     state.sessions.logout_all(&auth.sub).await.map_err(ApiError::from)?;
     Ok(logged_out(&state.settings))
 }
 
-async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "discovery",
+    responses((status = 200, description = "RFC 7517 JWK Set of every published key", body = Jwks))
+)]
+pub(crate) async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     let body = state.keys.load().jwks_json().to_owned();
     // Short, so a cached JWKS sees a key published by `keys add` before `keys activate`.
     let cache = format!("public, max-age={}", crate::keys::JWKS_MAX_AGE_SECS);
@@ -169,7 +298,13 @@ async fn jwks(state: web::Data<AppState>) -> HttpResponse {
         .body(body)
 }
 
-async fn metadata(state: web::Data<AppState>) -> HttpResponse {
+#[utoipa::path(
+    get,
+    path = "/.well-known/oauth-authorization-server",
+    tag = "discovery",
+    responses((status = 200, description = "RFC 8414 metadata", body = Metadata))
+)]
+pub(crate) async fn metadata(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .insert_header((header::CACHE_CONTROL, "public, max-age=60"))
@@ -190,11 +325,28 @@ pub fn metadata_json(issuer: &str) -> String {
     .to_string()
 }
 
-async fn healthz() -> HttpResponse {
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process runs", body = Health))
+)]
+pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-async fn readyz(state: web::Data<AppState>) -> std::result::Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Redis answers and a signing key is loaded", body = Ready),
+        (status = 503, description = "Not ready (`unavailable`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    )
+)]
+pub(crate) async fn readyz(
+    state: web::Data<AppState>,
+) -> std::result::Result<HttpResponse, ApiError> {
     // A key ring always holds a signer once the server runs; Redis is what can be missing.
     if let Err(e) = state.store.ping().await {
         log::warn!("not ready: {e}");
@@ -206,6 +358,19 @@ async fn readyz(state: web::Data<AppState>) -> std::result::Result<HttpResponse,
             "kid": state.keys.load().signer().kid(),
         }),
     ))
+}
+
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "operations",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", body = Object))
+)]
+pub(crate) async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=60"))
+        .body(state.openapi.clone())
 }
 
 fn token_response(settings: &Settings, issued: Issued) -> HttpResponse {
@@ -249,72 +414,114 @@ fn refresh_cookie(settings: &Settings, value: &str, max_age: u64) -> String {
     )
 }
 
-#[derive(Deserialize)]
-struct TokenJson {
+/// `POST /token` and `/logout` JSON body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TokenJson {
+    /// The refresh token.
     #[serde(default)]
-    refresh_token: Option<String>,
+    pub refresh_token: Option<String>,
     /// The field older clients send.
     #[serde(default)]
-    token: Option<String>,
+    pub token: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct TokenForm {
+/// `POST /token` and `/logout` form body (RFC 6749 §6).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TokenForm {
+    /// Must be `refresh_token` when given.
     #[serde(default)]
-    grant_type: Option<String>,
+    pub grant_type: Option<String>,
+    /// The refresh token.
     #[serde(default)]
-    refresh_token: Option<String>,
+    pub refresh_token: Option<String>,
 }
 
 /// The refresh token from the JSON body (`refresh_token` or `token`), the form body
 /// (RFC 6749 §6) or the `refresh_token` cookie, in that order; 400 when there is none.
 async fn presented_refresh_token(req: &HttpRequest, payload: web::Payload) -> Result<String> {
-    let mut payload = payload.into_inner();
-    let empty_body = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim() == "0");
-    let mime = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
-
-    let from_body = match mime.as_deref() {
-        _ if empty_body => None,
-        None => None,
-        Some("application/json") => {
-            let body = web::Json::<TokenJson>::from_request(req, &mut payload).await?.into_inner();
-            match (non_empty(body.refresh_token), non_empty(body.token)) {
-                (Some(a), Some(b)) if a != b => {
-                    return Err(ApiError::invalid_request(
-                        "`refresh_token` and `token` are both given and differ",
-                    )
-                    .into());
-                }
-                (a, b) => a.or(b),
-            }
-        }
-        Some("application/x-www-form-urlencoded") => {
-            let form = web::Form::<TokenForm>::from_request(req, &mut payload).await?.into_inner();
-            if let Some(grant) = form.grant_type.as_deref()
-                && grant != "refresh_token"
-            {
-                return Err(ApiError::invalid_request("grant_type must be refresh_token").into());
-            }
-            non_empty(form.refresh_token)
-        }
-        Some(_) => {
-            return Err(ApiError::invalid_request(
-                "Content-Type must be application/json or application/x-www-form-urlencoded",
-            )
-            .into());
-        }
-    };
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let body = read_body(payload).await?;
+    let from_body = refresh_token_from_body(content_type, &body)?;
     from_body
         .or_else(|| cookie(req, REFRESH_COOKIE))
         .ok_or_else(|| ApiError::invalid_request("no refresh token given").into())
+}
+
+/// Reads a body of at most [`shared::error::MAX_BODY_BYTES`] (413 past it).
+async fn read_body(mut payload: web::Payload) -> std::result::Result<web::Bytes, ApiError> {
+    use futures_util::StreamExt as _;
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("request body is larger than {} bytes", shared::error::MAX_BODY_BYTES),
+        )
+    };
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|_| ApiError::invalid_request("could not read the request body"))?;
+        if body.len() + chunk.len() > shared::error::MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// The refresh token in a `/token` or `/logout` body of type `content_type`, if any. Pure, so
+/// it can be fuzzed: never panics, whatever the bytes.
+pub fn refresh_token_from_body(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> std::result::Result<Option<String>, ApiError> {
+    let mime = content_type.map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    if body.is_empty() {
+        return Ok(None);
+    }
+    match mime.as_deref() {
+        None => Ok(None),
+        Some("application/json") => {
+            let body: TokenJson = serde_json::from_slice(body).map_err(|e| {
+                ApiError::invalid_request(format!("invalid JSON body: {}", short(&e.to_string())))
+            })?;
+            match (non_empty(body.refresh_token), non_empty(body.token)) {
+                (Some(a), Some(b)) if a != b => Err(ApiError::invalid_request(
+                    "`refresh_token` and `token` are both given and differ",
+                )),
+                (a, b) => Ok(a.or(b)),
+            }
+        }
+        Some("application/x-www-form-urlencoded") => {
+            let form: TokenForm = serde_urlencoded::from_bytes(body)
+                .map_err(|_| ApiError::invalid_request("invalid form body"))?;
+            if let Some(grant) = form.grant_type.as_deref()
+                && grant != "refresh_token"
+            {
+                return Err(ApiError::invalid_request("grant_type must be refresh_token"));
+            }
+            Ok(non_empty(form.refresh_token))
+        }
+        Some(_) => Err(ApiError::invalid_request(
+            "Content-Type must be application/json or application/x-www-form-urlencoded",
+        )),
+    }
+}
+
+/// At most 200 characters of a parser message (they name the position, not the input).
+fn short(text: &str) -> String {
+    text.chars().take(200).collect()
+}
+
+/// The client's address: the peer, or behind a trusted proxy the right-most untrusted address
+/// of `X-Forwarded-For` (see [`TrustedProxies::client_addr`]).
+pub fn client_addr(req: &HttpRequest, trusted: &TrustedProxies) -> IpAddr {
+    let peer = req.peer_addr().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    let forwarded: Vec<&str> = req
+        .headers()
+        .get_all(HeaderName::from_static("x-forwarded-for"))
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    trusted.client_addr(peer, forwarded.into_iter())
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {

@@ -6,7 +6,11 @@
 //!   (hash of the current refresh token), `prev` (hash of the one rotated last), `rotated_ms`,
 //!   `succ` (the current token, encrypted under a key derived from `prev`);
 //! - `spent:{<sid>}` set: hashes of every refresh token rotated away in the session;
-//! - `usess:{<uid>}` set: the user's session ids (for logout everywhere; stale ids are harmless).
+//! - `usess:{<uid>}` set: the user's session ids (for logout everywhere; stale ids are harmless);
+//! - `throttle:login:user:{<username>}` and `throttle:login:addr:{<address>}` hashes: `fails`,
+//!   `locks` (lockouts so far), `until` (ms); `throttle:register:addr:{<address>}` counter.
+//!   The login script touches a user's keys and an address key, which are in different slots:
+//!   fine on one Redis (what this server runs on), to be split for a cluster.
 //!
 //! Every call has a deadline; past it, or when Redis cannot be reached, the caller gets
 //! [`StoreError::Unavailable`] and answers 503, never a verdict on the token.
@@ -18,6 +22,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands as _, ErrorKind, RedisError, ServerErrorKind};
 
+use crate::throttle::Limits;
 use crate::tokens::{SessionId, TokenHash};
 
 /// How long any Redis call may take before the request gets a 503.
@@ -204,7 +209,104 @@ end
 return false
 ";
 
+// A login attempt: refuse it if the username or the address is locked out; else count it as
+// a failure up front (a success takes it back) and lock out past the limit; and fetch the user.
+// KEYS: throttle user, throttle addr, user. ARGV: now_ms, user max, addr max, first lockout ms,
+// longest lockout ms, window ms, 1 when the username is valid (else the user keys are unused).
+const LOGIN_ATTEMPT: &str = r"
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[6])
+local has_user = ARGV[7] == '1'
+local function wait_of(key)
+  local u = tonumber(redis.call('HGET', key, 'until') or '0')
+  if u > now then return u - now end
+  return 0
+end
+local function fail(key, max)
+  local n = redis.call('HINCRBY', key, 'fails', 1)
+  local wait = 0
+  if n > max then
+    local locks = redis.call('HINCRBY', key, 'locks', 1)
+    wait = tonumber(ARGV[4])
+    local cap = tonumber(ARGV[5])
+    for _ = 2, locks do
+      wait = wait * 2
+      if wait >= cap then break end
+    end
+    if wait > cap then wait = cap end
+    redis.call('HSET', key, 'until', now + wait, 'fails', 0)
+  end
+  redis.call('PEXPIRE', key, wait + window)
+  return wait
+end
+local wait = wait_of(KEYS[2])
+if has_user then wait = math.max(wait, wait_of(KEYS[1])) end
+if wait > 0 then return {'locked', wait} end
+if has_user then wait = fail(KEYS[1], tonumber(ARGV[2])) end
+wait = math.max(wait, fail(KEYS[2], tonumber(ARGV[3])))
+if wait > 0 then return {'locked', wait} end
+if not has_user then return {'open'} end
+local u = redis.call('HMGET', KEYS[3], 'id', 'username', 'name', 'phc', 'roles')
+if not u[1] then return {'open'} end
+return {'open', u[1], u[2] or '', u[3] or '', u[4] or '', u[5] or ''}
+";
+
+// Takes back the failure a login attempt counted: the username's count is cleared on a
+// success (ARGV[1] = 'clear') or decremented (a refused hash), the address's decremented.
+// KEYS: throttle user (may be unused), throttle addr. ARGV: clear | undo, 1 when the user key is used.
+const LOGIN_SETTLE: &str = r"
+local function undo(key)
+  if tonumber(redis.call('HGET', key, 'fails') or '0') > 0 then
+    redis.call('HINCRBY', key, 'fails', -1)
+  end
+end
+if ARGV[2] == '1' then
+  if ARGV[1] == 'clear' then redis.call('DEL', KEYS[1]) else undo(KEYS[1]) end
+end
+undo(KEYS[2])
+return 1
+";
+
+// One registration attempt from an address; returns 0, or the ms to wait when over the limit.
+// KEYS: counter. ARGV: max, window ms.
+const REGISTER_ATTEMPT: &str = r"
+local n = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if n == 1 or ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  ttl = tonumber(ARGV[2])
+end
+if n > tonumber(ARGV[1]) then return ttl end
+return 0
+";
+
+/// What the login script found.
+#[derive(Debug, Clone)]
+pub enum LoginAttempt {
+    /// The username or the address is locked out for this many more ms.
+    Locked {
+        /// Time left, ms.
+        wait_ms: u64,
+    },
+    /// Go ahead; the user, if it exists (the attempt is counted as a failure until settled).
+    Open(Option<UserRecord>),
+}
+
+/// Keys and thresholds of one login attempt.
+#[derive(Debug)]
+pub struct LoginThrottle<'a> {
+    /// The normalized username, when it is a valid one.
+    pub username: Option<&'a str>,
+    /// The client's address bucket ([`crate::throttle::address_bucket`]).
+    pub address: &'a str,
+    /// The thresholds.
+    pub limits: &'a Limits,
+}
+
 struct Scripts {
+    login_attempt: redis::Script,
+    login_settle: redis::Script,
+    register_attempt: redis::Script,
     create_user: redis::Script,
     set_roles: redis::Script,
     rotate: redis::Script,
@@ -237,6 +339,16 @@ fn spent_key(sid: &SessionId) -> String {
 fn usess_key(uid: &str) -> String {
     format!("usess:{{{uid}}}")
 }
+fn login_user_key(username: Option<&str>) -> String {
+    // An invalid username has no key of its own (the script does not touch this one then).
+    format!("throttle:login:user:{{{}}}", username.unwrap_or(""))
+}
+fn login_addr_key(address: &str) -> String {
+    format!("throttle:login:addr:{{{address}}}")
+}
+fn register_addr_key(address: &str) -> String {
+    format!("throttle:register:addr:{{{address}}}")
+}
 
 impl Store {
     /// A store on `url`. Does not connect: the connection is made on first use and re-made
@@ -252,6 +364,9 @@ impl Store {
             .set_max_delay(Duration::from_millis(250));
         let conn = ConnectionManager::new_lazy_with_config(client, config)?;
         let scripts = Scripts {
+            login_attempt: redis::Script::new(LOGIN_ATTEMPT),
+            login_settle: redis::Script::new(LOGIN_SETTLE),
+            register_attempt: redis::Script::new(REGISTER_ATTEMPT),
             create_user: redis::Script::new(CREATE_USER),
             set_roles: redis::Script::new(SET_ROLES),
             rotate: redis::Script::new(ROTATE),
@@ -275,6 +390,57 @@ impl Store {
         let mut conn = self.conn.clone();
         let _: String = self.call(redis::cmd("PING").query_async(&mut conn)).await?;
         Ok(())
+    }
+
+    /// Counts a login attempt and fetches its user, in one round trip; see [`crate::throttle`].
+    pub async fn login_attempt(
+        &self,
+        t: &LoginThrottle<'_>,
+        now_ms: u64,
+    ) -> Result<LoginAttempt, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.scripts.login_attempt.key(login_user_key(t.username));
+        invocation
+            .key(login_addr_key(t.address))
+            .key(user_key(t.username.unwrap_or("")))
+            .arg(now_ms)
+            .arg(t.limits.max_failures_per_user)
+            .arg(t.limits.max_failures_per_address)
+            .arg(millis(t.limits.lockout))
+            .arg(millis(t.limits.lockout_max))
+            .arg(millis(t.limits.failure_window))
+            .arg(if t.username.is_some() { "1" } else { "0" });
+        let reply: Vec<redis::Value> = self.call(invocation.invoke_async(&mut conn)).await?;
+        parse_login_attempt(reply)
+    }
+
+    /// Settles a counted login attempt: `success` clears the username's failures, otherwise
+    /// (the password was never checked) the attempt is taken back.
+    pub async fn login_settle(
+        &self,
+        t: &LoginThrottle<'_>,
+        success: bool,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.scripts.login_settle.key(login_user_key(t.username));
+        invocation
+            .key(login_addr_key(t.address))
+            .arg(if success { "clear" } else { "undo" })
+            .arg(if t.username.is_some() { "1" } else { "0" });
+        self.call(invocation.invoke_async::<i64>(&mut conn)).await.map(drop)
+    }
+
+    /// Counts a registration attempt from `address`; `Some(ms to wait)` past the limit.
+    pub async fn register_attempt(
+        &self,
+        address: &str,
+        limits: &Limits,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut invocation = self.scripts.register_attempt.key(register_addr_key(address));
+        invocation.arg(limits.max_registrations_per_address).arg(millis(limits.register_window));
+        let wait: i64 = self.call(invocation.invoke_async(&mut conn)).await?;
+        Ok((wait > 0).then(|| u64::try_from(wait).unwrap_or(1)))
     }
 
     /// Stores a new user; `false` when the username is taken.
@@ -412,6 +578,46 @@ impl Store {
         }
         self.call(pipe.query_async::<()>(&mut conn)).await?;
         Ok(sids.len())
+    }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn parse_login_attempt(reply: Vec<redis::Value>) -> Result<LoginAttempt, StoreError> {
+    let bad = || StoreError::Unexpected("malformed login reply".into());
+    let mut it = reply.into_iter();
+    let status: String = it.next().and_then(|v| redis::from_redis_value(v).ok()).ok_or_else(bad)?;
+    match status.as_str() {
+        "locked" => {
+            let wait_ms: i64 =
+                it.next().and_then(|v| redis::from_redis_value(v).ok()).ok_or_else(bad)?;
+            Ok(LoginAttempt::Locked { wait_ms: u64::try_from(wait_ms).unwrap_or(1).max(1) })
+        }
+        "open" => {
+            let fields: Vec<String> = it
+                .map(|v| redis::from_redis_value(v).map_err(|_| bad()))
+                .collect::<Result<_, _>>()?;
+            let [id, username, name, phc, roles] = match <[String; 5]>::try_from(fields) {
+                Ok(f) => f,
+                Err(f) if f.is_empty() => return Ok(LoginAttempt::Open(None)),
+                Err(_) => return Err(bad()),
+            };
+            let roles: Vec<String> = serde_json::from_str(&roles)
+                .map_err(|_| StoreError::Unexpected("user record with bad `roles`".into()))?;
+            if phc.is_empty() || username.is_empty() {
+                return Err(StoreError::Unexpected("user record without `phc`".into()));
+            }
+            Ok(LoginAttempt::Open(Some(UserRecord {
+                id,
+                username,
+                name: (!name.is_empty()).then_some(name),
+                phc: Arc::from(phc),
+                roles,
+            })))
+        }
+        _ => Err(bad()),
     }
 }
 

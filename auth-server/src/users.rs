@@ -1,10 +1,12 @@
 //! Accounts: validation, registration, password check.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::error::{InvalidField, LoginError, RegisterError};
-use crate::passwords::{self, Password};
-use crate::store::{Store, UserRecord};
+use crate::passwords::{Hasher, Password};
+use crate::store::{LoginAttempt, LoginThrottle, Store, UserRecord};
+use crate::throttle::{Limits, address_bucket, retry_after_secs};
 
 /// Role every new user gets.
 pub const DEFAULT_ROLE: &str = "user";
@@ -76,6 +78,22 @@ pub fn check_role(role: &str) -> Result<(), InvalidField> {
     }
 }
 
+/// Checks the lengths of login fields before anything else: a username or password longer
+/// than any valid one is refused with 400 (it cannot match, and costs no Redis call nor hash).
+pub fn check_login_fields(username: &str, password: &Password) -> Result<(), InvalidField> {
+    if username.chars().count() > USERNAME_MAX {
+        return Err(InvalidField(format!(
+            "username must be at most {USERNAME_MAX} characters long"
+        )));
+    }
+    if password.expose().chars().count() > PASSWORD_MAX {
+        return Err(InvalidField(format!(
+            "password must be at most {PASSWORD_MAX} characters long"
+        )));
+    }
+    Ok(())
+}
+
 /// A registration request, before validation.
 #[derive(Debug)]
 pub struct NewUser {
@@ -87,48 +105,102 @@ pub struct NewUser {
     pub name: Option<String>,
 }
 
-/// Validates, hashes and stores a new user with the role `user`.
-pub async fn register(store: &Store, new: NewUser) -> Result<UserRecord, RegisterError> {
-    let username = normalize_username(&new.username)?;
-    check_password(&new.password)?;
-    let name = normalize_name(new.name)?;
-    // Cheap early answer for a taken name; the script below is what guarantees uniqueness.
-    if store.get_user(&username).await?.is_some() {
-        return Err(RegisterError::Taken);
-    }
-    let phc = passwords::hash(new.password).await?;
-    let user = UserRecord {
-        id: uuid::Uuid::new_v4().to_string(),
-        username,
-        name,
-        phc: Arc::from(phc),
-        roles: vec![DEFAULT_ROLE.to_owned()],
-    };
-    if store.create_user(&user, crate::now_secs()).await? {
-        log::info!("registered user {} ({})", user.username, user.id);
-        Ok(user)
-    } else {
-        Err(RegisterError::Taken)
-    }
+/// Accounts: registration and password checks, throttled and with bounded hashing.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    store: Store,
+    hasher: Hasher,
+    dummy_phc: Arc<str>,
+    limits: Limits,
 }
 
-/// Checks a username and password. Unknown users are verified against `dummy_phc`, so both
-/// failures take the same time and give the same error.
-pub async fn authenticate(
-    store: &Store,
-    dummy_phc: &Arc<str>,
-    username: &str,
-    password: Password,
-) -> Result<UserRecord, LoginError> {
-    let user = match normalize_username(username) {
-        Ok(username) => store.get_user(&username).await?,
-        Err(_) => None,
-    };
-    let phc = user.as_ref().map_or_else(|| dummy_phc.clone(), |u| u.phc.clone());
-    let matches = passwords::verify(password, phc).await?;
-    match user {
-        Some(user) if matches => Ok(user),
-        _ => Err(LoginError::InvalidCredentials),
+impl Accounts {
+    /// Accounts in `store`; unknown users are verified against `dummy_phc` (made by `hasher`).
+    pub fn new(store: Store, hasher: Hasher, dummy_phc: Arc<str>, limits: Limits) -> Self {
+        Self { store, hasher, dummy_phc, limits }
+    }
+
+    /// Validates, hashes and stores a new user with the role `user`. Every valid request
+    /// counts towards the per-address registration limit (a taken name tells whether it
+    /// exists, so the limit also bounds that probing).
+    pub async fn register(
+        &self,
+        new: NewUser,
+        client: IpAddr,
+    ) -> Result<UserRecord, RegisterError> {
+        let username = normalize_username(&new.username)?;
+        check_password(&new.password)?;
+        let name = normalize_name(new.name)?;
+        if let Some(wait_ms) =
+            self.store.register_attempt(&address_bucket(client), &self.limits).await?
+        {
+            log::info!("registration from {client} rate-limited");
+            return Err(RegisterError::RateLimited { retry_after_secs: retry_after_secs(wait_ms) });
+        }
+        // Cheap early answer for a taken name; the script below is what guarantees uniqueness.
+        if self.store.get_user(&username).await?.is_some() {
+            return Err(RegisterError::Taken);
+        }
+        let phc = self.hasher.hash(new.password).await?;
+        let user = UserRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            username,
+            name,
+            phc: Arc::from(phc),
+            roles: vec![DEFAULT_ROLE.to_owned()],
+        };
+        if self.store.create_user(&user, crate::now_secs()).await? {
+            log::info!("registered user {} ({})", user.username, user.id);
+            Ok(user)
+        } else {
+            Err(RegisterError::Taken)
+        }
+    }
+
+    /// Checks a username and password from `client`. Unknown users are verified against the
+    /// dummy hash, so both failures take the same time and give the same error; a locked-out
+    /// username or address is refused before any check, whether the user exists or not.
+    pub async fn authenticate(
+        &self,
+        username: &str,
+        password: Password,
+        client: IpAddr,
+    ) -> Result<UserRecord, LoginError> {
+        check_login_fields(username, &password)?;
+        let normalized = normalize_username(username).ok();
+        let address = address_bucket(client);
+        let throttle = LoginThrottle {
+            username: normalized.as_deref(),
+            address: &address,
+            limits: &self.limits,
+        };
+        let user = match self.store.login_attempt(&throttle, crate::sessions::now_ms()).await? {
+            LoginAttempt::Locked { wait_ms } => {
+                log::info!("login from {client} rate-limited");
+                return Err(LoginError::RateLimited {
+                    retry_after_secs: retry_after_secs(wait_ms),
+                });
+            }
+            LoginAttempt::Open(user) => user,
+        };
+        let phc = user.as_ref().map_or_else(|| self.dummy_phc.clone(), |u| u.phc.clone());
+        let matches = match self.hasher.verify(password, phc).await {
+            Ok(matches) => matches,
+            Err(e) => {
+                // The password was never checked: take the attempt back (best effort).
+                if let Err(e) = self.store.login_settle(&throttle, false).await {
+                    log::warn!("could not take back a login attempt: {e}");
+                }
+                return Err(e.into());
+            }
+        };
+        match user {
+            Some(user) if matches => {
+                self.store.login_settle(&throttle, true).await?;
+                Ok(user)
+            }
+            _ => Err(LoginError::InvalidCredentials),
+        }
     }
 }
 
@@ -159,6 +231,16 @@ mod tests {
             assert!(err.0.contains("password"), "{err}");
             assert!(bad.is_empty() || !err.0.contains(&bad), "{err}");
         }
+    }
+
+    #[test]
+    fn login_fields_longer_than_any_valid_one_are_refused() {
+        assert!(check_login_fields("alice", &Password::new("x".repeat(128))).is_ok());
+        assert!(check_login_fields("!", &Password::new(String::new())).is_ok());
+        let err = check_login_fields(&"a".repeat(65), &Password::new("x".into())).unwrap_err();
+        assert!(err.0.contains("username"), "{err}");
+        let err = check_login_fields("alice", &Password::new("x".repeat(129))).unwrap_err();
+        assert!(err.0.contains("password"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,328 @@
+//! The OpenAPI 3.1 document, generated with `utoipa` from the handlers' `#[utoipa::path]`
+//! attributes and the body types, served at `GET /openapi.json`.
+//!
+//! How it is kept true (the same recipe serves the api-server):
+//! - each handler carries its path, methods, body and every status it answers;
+//! - [`routes::ROUTES`] is the one list of routes: `routes::configure` mounts exactly it, and a
+//!   test checks the document lists exactly it;
+//! - types of `shared` (the error envelope, the token response) are described here by local
+//!   mirrors named like them, checked against the real types in the tests below;
+//! - statuses any route can answer (408, 414, 431, 500) are added to every operation by
+//!   [`document`], so no handler can forget them.
+
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{RefOr, Response, ResponseBuilder};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::routes;
+
+/// The contract's error codes (mirror of `shared::ErrorCode`).
+#[derive(Debug, ToSchema)]
+#[schema(as = ErrorCode)]
+#[allow(dead_code)] // a schema only
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCodeSchema {
+    /// Malformed request: bad JSON, a bad field, a missing parameter.
+    InvalidRequest,
+    /// Wrong username or password (the same for both).
+    InvalidCredentials,
+    /// Refresh token unknown, expired, revoked or spent.
+    InvalidGrant,
+    /// Registration of a username that exists.
+    UsernameTaken,
+    /// Access token missing a valid signature or claim.
+    InvalidToken,
+    /// Access token valid but without the needed scope.
+    InsufficientScope,
+    /// No such resource.
+    NotFound,
+    /// Request body over the limit.
+    PayloadTooLarge,
+    /// Too many attempts; see `Retry-After`.
+    RateLimited,
+    /// Redis is down or the server is saturated; see `Retry-After`.
+    Unavailable,
+    /// Anything unexpected.
+    InternalError,
+}
+
+/// The error envelope of every error (mirror of `shared::ErrorBody`), RFC 6749 §5.2 style.
+#[derive(Debug, ToSchema)]
+#[schema(as = ErrorBody)]
+#[allow(dead_code)] // a schema only
+pub struct ErrorBodySchema {
+    /// Machine-readable code.
+    pub error: ErrorCodeSchema,
+    /// Human-readable reason.
+    pub error_description: String,
+}
+
+/// Login and refresh answer (mirror of `shared::TokenResponse`).
+#[derive(Debug, ToSchema)]
+#[schema(as = TokenResponse)]
+#[allow(dead_code)] // a schema only
+pub struct TokenResponseSchema {
+    /// RS256 JWT (RFC 9068).
+    pub access_token: String,
+    /// Always `Bearer`.
+    #[schema(pattern = "^Bearer$")]
+    pub token_type: String,
+    /// Seconds the access token lives.
+    #[schema(minimum = 0)]
+    pub expires_in: u64,
+    /// Opaque refresh token; absent when `AUTH_REFRESH_COOKIE=true` (it is then a cookie).
+    pub refresh_token: Option<String>,
+    /// Seconds the refresh token may still be used.
+    #[schema(minimum = 0)]
+    pub refresh_expires_in: u64,
+}
+
+/// One public key (RFC 7517).
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // a schema only
+pub struct Jwk {
+    /// `RSA`.
+    pub kty: String,
+    /// RFC 7638 thumbprint.
+    pub kid: String,
+    /// `sig`.
+    #[schema(rename = "use")]
+    pub use_: String,
+    /// `RS256`.
+    pub alg: String,
+    /// Modulus, base64url.
+    pub n: String,
+    /// Exponent, base64url.
+    pub e: String,
+}
+
+/// RFC 7517 JWK Set.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // a schema only
+pub struct Jwks {
+    /// Every published key.
+    pub keys: Vec<Jwk>,
+}
+
+/// RFC 8414 authorization server metadata.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // a schema only
+pub struct Metadata {
+    /// `AUTH_ISSUER`.
+    pub issuer: String,
+    /// The JWKS URL.
+    pub jwks_uri: String,
+    /// The refresh endpoint.
+    pub token_endpoint: String,
+    /// `["refresh_token"]`.
+    pub grant_types_supported: Vec<String>,
+    /// `["none"]`.
+    pub token_endpoint_auth_methods_supported: Vec<String>,
+    /// Empty.
+    pub response_types_supported: Vec<String>,
+    /// `["articles:read"]`.
+    pub scopes_supported: Vec<String>,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // a schema only
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+}
+
+/// `GET /readyz` when ready.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // a schema only
+pub struct Ready {
+    /// `ready`.
+    pub status: String,
+    /// The signing key.
+    pub kid: String,
+}
+
+/// The document.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "auth-server",
+        description = "Registers users, logs them in, signs RS256 access tokens, rotates refresh tokens.",
+        license(name = "MIT OR Apache-2.0")
+    ),
+    paths(
+        routes::register,
+        routes::login,
+        routes::token,
+        routes::logout,
+        routes::logout_all,
+        routes::jwks,
+        routes::metadata,
+        routes::healthz,
+        routes::readyz,
+        routes::openapi_json,
+    ),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
+            ),
+        );
+    }
+}
+
+/// The statuses every route can answer, whatever it does.
+const COMMON: &[(&str, &str)] = &[
+    ("408", "The request took too long (`invalid_request`)."),
+    ("414", "The request target is longer than 8 KiB (`invalid_request`)."),
+    ("431", "A header line is longer than 8 KiB (`invalid_request`)."),
+    ("500", "Unexpected failure (`internal_error`); never carries details."),
+];
+
+/// The document, with the statuses of [`COMMON`] on every operation.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+            &mut item.trace,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            add_common(op);
+        }
+    }
+    doc
+}
+
+fn add_common(op: &mut Operation) {
+    for (status, description) in COMMON {
+        op.responses
+            .responses
+            .entry((*status).to_owned())
+            .or_insert_with(|| RefOr::T(error_response(description)));
+    }
+}
+
+fn error_response(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            utoipa::openapi::ContentBuilder::new()
+                .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("ErrorBody"))))
+                .build(),
+        )
+        .build()
+}
+
+/// The document as JSON, made once at start-up.
+pub fn json() -> String {
+    document().to_json().unwrap_or_else(|e| {
+        log::error!("cannot serialize the OpenAPI document: {e}");
+        "{}".to_owned()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_error_code_mirror_lists_every_code_of_shared() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let listed = &doc["components"]["schemas"]["ErrorCode"]["enum"];
+        let listed: Vec<&str> =
+            listed.as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+        use shared::ErrorCode as C;
+        // An exhaustive match: a new code in `shared` does not compile until it is mirrored.
+        let all = |c: C| match c {
+            C::InvalidRequest
+            | C::InvalidCredentials
+            | C::InvalidGrant
+            | C::UsernameTaken
+            | C::InvalidToken
+            | C::InsufficientScope
+            | C::NotFound
+            | C::PayloadTooLarge
+            | C::RateLimited
+            | C::Unavailable
+            | C::InternalError => c.as_str(),
+        };
+        let codes = [
+            C::InvalidRequest,
+            C::InvalidCredentials,
+            C::InvalidGrant,
+            C::UsernameTaken,
+            C::InvalidToken,
+            C::InsufficientScope,
+            C::NotFound,
+            C::PayloadTooLarge,
+            C::RateLimited,
+            C::Unavailable,
+            C::InternalError,
+        ];
+        let mut want: Vec<&str> = codes.into_iter().map(all).collect();
+        let mut got = listed.clone();
+        want.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn the_mirrors_have_the_fields_of_the_shared_types() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let fields = |name: &str| -> Vec<String> {
+            let mut v: Vec<String> =
+                schemas[name]["properties"].as_object().unwrap().keys().cloned().collect();
+            v.sort();
+            v
+        };
+        let body = serde_json::to_value(shared::ApiError::internal().body()).unwrap();
+        let mut want: Vec<String> = body.as_object().unwrap().keys().cloned().collect();
+        want.sort();
+        assert_eq!(fields("ErrorBody"), want);
+        let tokens = serde_json::to_value(shared::TokenResponse {
+            access_token: "a".into(),
+            token_type: "Bearer".into(),
+            expires_in: 1,
+            refresh_token: Some("r".into()),
+            refresh_expires_in: 2,
+        })
+        .unwrap();
+        let mut want: Vec<String> = tokens.as_object().unwrap().keys().cloned().collect();
+        want.sort();
+        assert_eq!(fields("TokenResponse"), want);
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_and_every_operation_documents_the_common_errors() {
+        let doc = serde_json::to_value(document()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for (status, _) in COMMON {
+                    assert!(op["responses"][status].is_object(), "{method} {path}: {status}");
+                }
+            }
+        }
+    }
+}

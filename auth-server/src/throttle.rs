@@ -1,0 +1,246 @@
+//! Login and registration throttling, and the client address it is keyed on.
+//!
+//! The counters live in Redis (see [`crate::store`]), so every auth-server instance sees the
+//! same ones. A login costs one round trip for them: the script that counts the attempt also
+//! fetches the user (and a success costs one more, to clear the username's count).
+//!
+//! - Each login attempt counts as a failure *before* the password is checked, so a burst of
+//!   concurrent guesses cannot slip past the limit while the hashes run; a success takes its
+//!   own attempt back (and clears the username's count).
+//! - Past `AUTH_LOGIN_MAX_FAILURES` failures for one username, or
+//!   `AUTH_LOGIN_MAX_FAILURES_PER_ADDRESS` from one client address, within
+//!   `AUTH_LOGIN_FAILURE_WINDOW`, logins are refused with 429 for `AUTH_LOGIN_LOCKOUT`, doubled
+//!   at each further lockout up to `AUTH_LOGIN_LOCKOUT_MAX`. A locked username is refused
+//!   whether or not it exists, and before any password check, with the same answer.
+//! - Registration: at most `AUTH_REGISTER_MAX_PER_ADDRESS` attempts per client address per
+//!   `AUTH_REGISTER_WINDOW`.
+//!
+//! IPv6 clients are counted per /64 (one customer's network), IPv4 per address.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+/// The throttling thresholds (from the settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Failures allowed per username within the window.
+    pub max_failures_per_user: u32,
+    /// Failures allowed per client address within the window.
+    pub max_failures_per_address: u32,
+    /// How long failures are remembered after the last one.
+    pub failure_window: Duration,
+    /// The first lockout; each further one doubles it.
+    pub lockout: Duration,
+    /// The longest lockout.
+    pub lockout_max: Duration,
+    /// Registrations allowed per client address within [`Self::register_window`].
+    pub max_registrations_per_address: u32,
+    /// The registration window.
+    pub register_window: Duration,
+}
+
+/// Whole seconds for `Retry-After`, rounded up, at least 1.
+pub fn retry_after_secs(wait_ms: u64) -> u64 {
+    wait_ms.div_ceil(1000).max(1)
+}
+
+/// An IP network: an address and a prefix length (`10.0.0.0/8`, `::1/128`, `192.0.2.7`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Parses `addr` or `addr/prefix`.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr.parse().ok()?;
+        let addr = addr.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.len() <= 3 => {
+                p.parse::<u8>().ok()?
+            }
+            Some(_) => return None,
+            None => max,
+        };
+        (prefix <= max).then_some(Self { addr, prefix })
+    }
+
+    /// Whether `ip` is in the network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                prefix_eq(u128::from(net.to_bits()), u128::from(ip.to_bits()), self.prefix, 32)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                prefix_eq(net.to_bits(), ip.to_bits(), self.prefix, 128)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn prefix_eq(a: u128, b: u128, prefix: u8, bits: u8) -> bool {
+    if prefix == 0 {
+        return true;
+    }
+    let shift = u32::from(bits - prefix.min(bits));
+    (a >> shift) == (b >> shift)
+}
+
+impl fmt::Display for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// `AUTH_TRUSTED_PROXIES`: the reverse proxies whose `X-Forwarded-For` is believed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<IpNet>);
+
+impl TrustedProxies {
+    /// Parses a list of IPs and CIDRs separated by commas or spaces; empty trusts nobody.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut nets = Vec::new();
+        for item in text.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()) {
+            nets.push(IpNet::parse(item).ok_or_else(|| format!("`{item}` is not an IP or CIDR"))?);
+        }
+        Ok(Self(nets))
+    }
+
+    /// Whether `ip` is one of the trusted proxies.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|net| net.contains(ip))
+    }
+
+    /// The networks.
+    pub fn nets(&self) -> &[IpNet] {
+        &self.0
+    }
+
+    /// The client address of a request from `peer` carrying the `X-Forwarded-For` header
+    /// values `forwarded_for` (in the order received). The header is read only when the peer
+    /// is a trusted proxy; then the client is the right-most address that is not a trusted
+    /// proxy (each proxy appends the address it got the request from, so addresses left of
+    /// an untrusted hop may be forged). An entry that does not parse stops the walk at the
+    /// last trusted hop.
+    pub fn client_addr<'a>(
+        &self,
+        peer: IpAddr,
+        forwarded_for: impl DoubleEndedIterator<Item = &'a str>,
+    ) -> IpAddr {
+        let mut client = peer.to_canonical();
+        if !self.trusts(client) {
+            return client;
+        }
+        for value in forwarded_for.rev() {
+            for item in value.rsplit(',') {
+                let Some(ip) = parse_forwarded_item(item) else {
+                    return client;
+                };
+                client = ip;
+                if !self.trusts(ip) {
+                    return ip;
+                }
+            }
+        }
+        client
+    }
+}
+
+/// One `X-Forwarded-For` entry: an IP, `[v6]`, `[v6]:port` or `v4:port`.
+fn parse_forwarded_item(item: &str) -> Option<IpAddr> {
+    let item = item.trim();
+    if let Ok(ip) = item.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    if let Ok(sock) = item.parse::<SocketAddr>() {
+        return Some(sock.ip().to_canonical());
+    }
+    let inner = item.strip_prefix('[')?.strip_suffix(']')?;
+    inner.parse::<Ipv6Addr>().ok().map(|ip| IpAddr::V6(ip).to_canonical())
+}
+
+/// The throttling bucket of a client address: the address for IPv4, its /64 for IPv6.
+pub fn address_bucket(ip: IpAddr) -> String {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn networks_parse_and_match() {
+        let net = IpNet::parse("10.1.0.0/16").unwrap();
+        assert!(net.contains(ip("10.1.200.3")));
+        assert!(!net.contains(ip("10.2.0.1")));
+        assert!(net.contains(ip("::ffff:10.1.0.9")), "IPv4-mapped IPv6 is the IPv4 address");
+        assert!(IpNet::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
+        assert!(IpNet::parse("::1").unwrap().contains(ip("::1")));
+        assert!(IpNet::parse("fd00::/8").unwrap().contains(ip("fd12::1")));
+        for bad in ["", "10.0.0.0/33", "::/129", "10.0.0.1/", "10.0.0.1/-1", "x", "10.0.0.1/+8"] {
+            assert!(IpNet::parse(bad).is_none(), "{bad}");
+        }
+        assert!(TrustedProxies::parse("10.0.0.1, 172.16.0.0/12 ::1").unwrap().nets().len() == 3);
+        assert!(TrustedProxies::parse("10.0.0.1,nope").unwrap_err().contains("nope"));
+        assert!(TrustedProxies::parse("").unwrap().nets().is_empty());
+    }
+
+    #[test]
+    fn forwarded_for_is_read_only_from_a_trusted_peer() {
+        let none = TrustedProxies::default();
+        assert_eq!(none.client_addr(ip("10.0.0.1"), ["1.2.3.4"].into_iter()), ip("10.0.0.1"));
+
+        let trusted = TrustedProxies::parse("10.0.0.0/8").unwrap();
+        // The right-most untrusted address, not the left-most (forgeable) one.
+        let got = trusted.client_addr(ip("10.0.0.1"), ["6.6.6.6, 1.2.3.4, 10.0.0.2"].into_iter());
+        assert_eq!(got, ip("1.2.3.4"));
+        // Several headers are one list, in order.
+        let got = trusted.client_addr(ip("10.0.0.1"), ["6.6.6.6", "1.2.3.4"].into_iter());
+        assert_eq!(got, ip("1.2.3.4"));
+        // Only proxies: the left-most of them.
+        let got = trusted.client_addr(ip("10.0.0.1"), ["10.0.0.9, 10.0.0.8"].into_iter());
+        assert_eq!(got, ip("10.0.0.9"));
+        // Garbage stops at the last trusted hop.
+        let got = trusted.client_addr(ip("10.0.0.1"), ["1.2.3.4, garbage"].into_iter());
+        assert_eq!(got, ip("10.0.0.1"));
+        // Ports and brackets.
+        let got = trusted.client_addr(ip("10.0.0.1"), ["[2001:db8::1]:443"].into_iter());
+        assert_eq!(got, ip("2001:db8::1"));
+        let got = trusted.client_addr(ip("10.0.0.1"), ["192.0.2.1:8080"].into_iter());
+        assert_eq!(got, ip("192.0.2.1"));
+        // No header: the peer.
+        assert_eq!(trusted.client_addr(ip("10.0.0.1"), std::iter::empty()), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_64() {
+        assert_eq!(address_bucket(ip("2001:db8:1:2:3:4:5:6")), "2001:db8:1:2::/64");
+        assert_eq!(address_bucket(ip("::ffff:192.0.2.1")), "192.0.2.1");
+        assert_eq!(address_bucket(ip("192.0.2.1")), "192.0.2.1");
+    }
+
+    #[test]
+    fn retry_after_rounds_up() {
+        assert_eq!(retry_after_secs(0), 1);
+        assert_eq!(retry_after_secs(1001), 2);
+        assert_eq!(retry_after_secs(60_000), 60);
+    }
+}
