@@ -10,11 +10,11 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use test_support::{ChildGuard, RedisServer, binary, free_port, wait_for_port};
 
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 /// Starts a binary with only the given settings in its environment (plus PATH), logging to
 /// `log`.
-fn start(name: &str, env: &[(&str, String)], log: &Path) -> ChildGuard {
+pub(crate) fn start(name: &str, env: &[(&str, String)], log: &Path) -> ChildGuard {
     let mut cmd = Command::new(binary(name));
     cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     for (k, v) in env {
@@ -31,7 +31,7 @@ fn start(name: &str, env: &[(&str, String)], log: &Path) -> ChildGuard {
     ChildGuard(child)
 }
 
-async fn wait_ready(client: &reqwest::Client, base: &str) {
+pub(crate) async fn wait_ready(client: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(resp) = client.get(format!("{base}/readyz")).send().await
@@ -44,14 +44,22 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
     }
 }
 
-async fn post(client: &reqwest::Client, url: String, body: Value) -> (StatusCode, Value) {
+pub(crate) async fn post(
+    client: &reqwest::Client,
+    url: String,
+    body: Value,
+) -> (StatusCode, Value) {
     let resp = client.post(url).json(&body).send().await.unwrap();
     let status = resp.status();
     let text = resp.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-async fn articles(client: &reqwest::Client, api: &str, token: &str) -> (StatusCode, Value) {
+pub(crate) async fn articles(
+    client: &reqwest::Client,
+    api: &str,
+    token: &str,
+) -> (StatusCode, Value) {
     let resp = client.get(format!("{api}/articles")).bearer_auth(token).send().await.unwrap();
     let status = resp.status();
     (status, resp.json().await.unwrap_or(Value::Null))

@@ -8,3 +8,4 @@ mod e2e;
 mod helpers;
 mod insecure_test_keys;
 mod key_reload;
+mod rotation;
