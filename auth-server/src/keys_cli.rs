@@ -224,7 +224,7 @@ fn list(store: &KeyStore, json: bool) -> Result<String, String> {
         ));
     }
     let mut out = format!(
-        "{:<43}  {:>4}  {:<9}  {:<20}  {:<20}  {:<20}\n",
+        "{:<43}  {:>4}  {:<9}  {:<20}  {:<20}  {}\n",
         "KID", "BITS", "STATE", "CREATED", "ACTIVATED", "RETIRED"
     );
     // Oldest first, so the table reads as the key history.
@@ -233,7 +233,7 @@ fn list(store: &KeyStore, json: bool) -> Result<String, String> {
     let opt = |t: Option<u64>| t.map_or_else(|| "-".to_owned(), time);
     for (kid, meta) in rows {
         out.push_str(&format!(
-            "{kid:<43}  {:>4}  {:<9}  {:<20}  {:<20}  {:<20}\n",
+            "{kid:<43}  {:>4}  {:<9}  {:<20}  {:<20}  {}\n",
             meta.bits,
             status(kid),
             time(meta.created),
