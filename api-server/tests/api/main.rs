@@ -7,5 +7,6 @@ mod attacks;
 mod e2e;
 mod helpers;
 mod insecure_test_keys;
+mod jwks_mode;
 mod key_reload;
 mod rotation;
