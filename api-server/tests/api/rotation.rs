@@ -522,5 +522,10 @@ async fn a_new_key_file_is_loaded_within_a_second_without_a_request_and_its_toke
     newer.write_public(&keys);
     let (status, body) = articles(&client, &api, &newer.sign(&claims_for("bob"))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+
+    // SIGHUP re-reads too, and says so.
+    let pid = server.0.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    wait_for_log_line(&log, Duration::from_secs(2), |l| l.contains("key reload (SIGHUP) ok")).await;
     assert!(server.terminate(Duration::from_secs(10)).is_some());
 }
