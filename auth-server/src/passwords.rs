@@ -1,15 +1,15 @@
-//! Password hashing: argon2id PHC strings (OWASP: m = 19456 KiB, t = 2, p = 1), always on the
-//! blocking pool so a login never stalls the async workers, and at most a few at a time (each
+//! Password hashing: argon2id PHC strings (OWASP: m = 19456 KiB, t = 2, p = 1), always on a
+//! small pool of threads of its own so a login never stalls the async workers, and at most a few at a time (each
 //! takes 19 MiB and a core): further requests wait their turn in a bounded queue, and past it
 //! get a 503 at once instead of exhausting memory (see [`Hasher`]).
 
+use std::cell::RefCell;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use argon2::password_hash::{Output, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::Semaphore;
-
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
 
 /// A plain password. `Debug` never shows it.
 #[derive(Clone)]
@@ -44,20 +44,60 @@ pub enum HashError {
     Failed(String),
 }
 
-fn argon2() -> Result<Argon2<'static>, HashError> {
-    let params = Params::new(19_456, 2, 1, None).map_err(|e| HashError::Failed(e.to_string()))?;
-    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+/// The largest argon2 memory a stored PHC string may ask for (KiB); ours use 19 MiB.
+const MAX_M_COST: u32 = 256 * 1024;
+
+thread_local! {
+    /// The argon2 working memory of this hashing thread, kept between runs. Each pool thread
+    /// allocates its 19 MiB once, so the process's memory is bounded by the pool size (left
+    /// to the allocator, freed 19 MiB chunks pile up in per-thread arenas: 500+ MiB seen).
+    static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+fn run_argon2(
+    argon2: &Argon2<'_>,
+    params: &Params,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), HashError> {
+    if params.m_cost() > MAX_M_COST {
+        return Err(HashError::Failed(format!("m_cost {} is over the limit", params.m_cost())));
+    }
+    let count = params.block_count();
+    let failed = |e: argon2::Error| HashError::Failed(e.to_string());
+    BLOCKS
+        .with(|cell| match cell.try_borrow_mut() {
+            Ok(mut blocks) => {
+                if blocks.len() < count {
+                    blocks.resize(count, Block::default());
+                }
+                argon2.hash_password_into_with_memory(password, salt, out, &mut blocks[..count])
+            }
+            // Not reachable (nothing re-enters); a fresh buffer rather than a panic.
+            Err(_) => argon2.hash_password_into(password, salt, out),
+        })
+        .map_err(failed)
 }
 
 fn hash_blocking(password: &Password) -> Result<String, HashError> {
+    let failed = |e: &dyn fmt::Display| HashError::Failed(e.to_string());
+    let params = Params::new(19_456, 2, 1, Some(32)).map_err(|e| failed(&e))?;
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
     let mut salt = [0u8; 16];
     aws_lc_rs::rand::fill(&mut salt)
         .map_err(|_| HashError::Failed("random generator failed".into()))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| HashError::Failed(e.to_string()))?;
-    let phc = argon2()?
-        .hash_password(password.expose().as_bytes(), &salt)
-        .map_err(|e| HashError::Failed(e.to_string()))?;
-    Ok(phc.to_string())
+    let mut out = [0u8; 32];
+    run_argon2(&argon2, &params, password.expose().as_bytes(), &salt, &mut out)?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| failed(&e))?;
+    let hash = Output::new(&out).map_err(|e| failed(&e))?;
+    Ok(format!(
+        "$argon2id$v=19$m={},t={},p={}${}${hash}",
+        params.m_cost(),
+        params.t_cost(),
+        params.p_cost(),
+        salt.as_str()
+    ))
 }
 
 fn verify_blocking(password: &Password, phc: &str) -> bool {
@@ -65,17 +105,83 @@ fn verify_blocking(password: &Password, phc: &str) -> bool {
     let Ok(parsed) = PasswordHash::new(phc) else {
         return false;
     };
-    Argon2::default().verify_password(password.expose().as_bytes(), &parsed).is_ok()
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm) else {
+        return false;
+    };
+    let Ok(version) = parsed.version.map_or(Ok(Version::V0x13), Version::try_from) else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.len()];
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    if run_argon2(&argon2, &params, password.expose().as_bytes(), salt, &mut out).is_err() {
+        return false;
+    }
+    // `Output`'s equality is constant-time.
+    Output::new(&out).is_ok_and(|computed| computed == expected)
 }
 
-/// Runs argon2 on the blocking pool, at most `concurrency` at a time, with at most `queue`
-/// more waiting; past that, [`HashError::Busy`] at once. So a flood of logins holds a bounded
-/// amount of memory (each run takes 19 MiB) and leaves the async workers, and the cores not
+type Job = Box<dyn FnOnce() + Send>;
+
+/// A fixed set of threads that run argon2 (each keeping its working memory).
+struct Pool {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl Pool {
+    fn new(threads: usize) -> Self {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..threads {
+            let queue = queue.clone();
+            let spawned =
+                std::thread::Builder::new().name(format!("argon2-{i}")).spawn(move || {
+                    loop {
+                        // The lock is held only while taking a job, not while running it.
+                        let job = match queue.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        // Every sender is gone (the server stopped): end the thread.
+                        let Ok(job) = job else { return };
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
+                });
+            if let Err(e) = spawned {
+                log::error!("cannot start an argon2 thread: {e}");
+            }
+        }
+        Self { jobs }
+    }
+}
+
+/// Runs argon2 on a pool of `concurrency` threads, with at most `queue` more runs waiting;
+/// past that, [`HashError::Busy`] at once. So a flood of logins holds a bounded amount of
+/// memory (each thread keeps its 19 MiB) and leaves the async workers, and the cores not
 /// hashing, to `/token`, `/healthz` and the JWKS. Cheap to clone (one limiter for all).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Hasher {
-    running: Arc<Semaphore>,
+    pool: Arc<Pool>,
     admitted: Arc<Semaphore>,
+    concurrency: usize,
+}
+
+impl fmt::Debug for Hasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hasher")
+            .field("concurrency", &self.concurrency)
+            .field("free_slots", &self.admitted.available_permits())
+            .finish()
+    }
 }
 
 impl Hasher {
@@ -83,8 +189,9 @@ impl Hasher {
     pub fn new(concurrency: usize, queue: usize) -> Self {
         let concurrency = concurrency.max(1);
         Self {
-            running: Arc::new(Semaphore::new(concurrency)),
+            pool: Arc::new(Pool::new(concurrency)),
             admitted: Arc::new(Semaphore::new(concurrency.saturating_add(queue))),
+            concurrency,
         }
     }
 
@@ -97,18 +204,16 @@ impl Hasher {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        // Admission first, without waiting: a full queue is an immediate 503. A request that
-        // goes away while queued drops its admission with it.
+        // Admission without waiting: a full queue is an immediate 503. The permit moves into
+        // the job, so it is released when the hashing ends, even if the request has gone.
         let admission = self.admitted.clone().try_acquire_owned().map_err(|_| HashError::Busy)?;
-        let permit = self.running.clone().acquire_owned().await.map_err(|_| HashError::Busy)?;
-        // Both permits move into the task: they are released when the hashing ends, even if
-        // the request that asked for it has gone.
-        tokio::task::spawn_blocking(move || {
-            let _held = (admission, permit);
-            work()
-        })
-        .await
-        .map_err(|e| HashError::Failed(e.to_string()))
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _admission = admission;
+            let _ = done.send(work());
+        });
+        self.pool.jobs.send(job).map_err(|_| HashError::Failed("no hashing thread".into()))?;
+        result.await.map_err(|_| HashError::Failed("the hashing thread died".into()))
     }
 
     /// Hashes `password` into a PHC string, off the async workers.
@@ -146,6 +251,21 @@ mod tests {
         assert!(hasher.verify(Password::new("correct horse".into()), phc.clone()).await.unwrap());
         assert!(!hasher.verify(Password::new("correct horsE".into()), phc).await.unwrap());
         assert!(!hasher.verify(Password::new("x".into()), Arc::from("not a phc")).await.unwrap());
+        // A hash made by the argon2 crate's own API (as before the pool) still verifies.
+        use argon2::password_hash::PasswordHasher as _;
+        let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+        let params = Params::new(19_456, 2, 1, None).unwrap();
+        let old = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+            .hash_password(b"correct horse", &salt)
+            .unwrap()
+            .to_string();
+        assert!(
+            hasher
+                .verify(Password::new("correct horse".into()), Arc::from(old.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(!hasher.verify(Password::new("wrong horse".into()), Arc::from(old)).await.unwrap());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

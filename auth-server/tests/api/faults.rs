@@ -1,0 +1,63 @@
+//! Redis faults: quick 503s during an outage (with the throttle script in the path), recovery
+//! without restart, and no session lost across an append-only Redis restart.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use test_support::RedisServer;
+
+use crate::helpers::{PASSWORD, TestApp, spawn_app_on, unique_user};
+
+async fn wait_until_ready(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while app.get("/readyz").await.status != 200 {
+        assert!(Instant::now() < deadline, "not ready again after Redis came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_stopped_login_token_register_and_readyz_answer_503_within_about_a_second() {
+    let mut app = spawn_app_on(RedisServer::start(), |_| {}).await;
+    let username = unique_user("fault");
+    let token = app.signed_up(&username).await.refresh_token();
+    app.redis.stop();
+    let login = json!({ "username": username, "password": PASSWORD });
+    let register = json!({ "username": unique_user("fault-new"), "password": PASSWORD });
+    let token_body = json!({ "refresh_token": token });
+    for (path, body) in [("/login", &login), ("/token", &token_body), ("/register", &register)] {
+        let start = Instant::now();
+        let reply = app.post_json(path, body).await;
+        let took = start.elapsed();
+        assert_eq!(reply.status, 503, "{path}: {}", reply.text);
+        assert_eq!(reply.error(), "unavailable");
+        assert!(reply.header("retry-after").is_some(), "{path}");
+        assert!(took < Duration::from_millis(1500), "{path} took {took:?}");
+    }
+    let start = Instant::now();
+    assert_eq!(app.get("/readyz").await.status, 503);
+    assert!(start.elapsed() < Duration::from_millis(1500));
+
+    app.redis.restart();
+    wait_until_ready(&app).await;
+    // No persistence: the data is gone, but the server works again without a restart.
+    app.signed_up(&unique_user("fault-after")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_with_append_only_persistence_loses_no_session() {
+    let mut app = spawn_app_on(RedisServer::start_with_aof(), |_| {}).await;
+    let username = unique_user("aof");
+    let first = app.signed_up(&username).await.refresh_token();
+    let rotated = app.refresh(&first).await.refresh_token();
+    app.redis.restart();
+    wait_until_ready(&app).await;
+    let reply = app.refresh(&rotated).await;
+    assert_eq!(reply.status, 200, "the session survived the restart: {}", reply.text);
+    // The rotation history survived too: the spent token is still detected as reuse.
+    let reuse = app.refresh(&first).await;
+    assert_eq!(reuse.status, 400);
+    assert_eq!(reuse.error(), "invalid_grant");
+    // And the user.
+    assert_eq!(app.login(&username).await.status, 200);
+}

@@ -1,0 +1,146 @@
+//! Login and registration throttling, shared through Redis by every instance.
+
+use std::time::Duration;
+
+use auth_server::{Application, Settings};
+use serde_json::json;
+
+use crate::helpers::{PASSWORD, Reply, TestApp, read, spawn_app_with, unique_user};
+
+/// A second auth server on the same Redis and keys as `app`, with the same settings tweak.
+async fn second_instance(app: &TestApp, customize: impl FnOnce(&mut Settings)) -> String {
+    let mut settings = Settings::for_tests(app.redis.url(), app.keys_dir.path());
+    customize(&mut settings);
+    let second = Application::build(settings).await.unwrap();
+    let address = format!("http://127.0.0.1:{}", second.port());
+    tokio::spawn(second.run_until_stopped());
+    address
+}
+
+async fn login_at(app: &TestApp, base: &str, username: &str, password: &str) -> Reply {
+    let body = json!({ "username": username, "password": password });
+    read(app.client.post(format!("{base}/login")).json(&body).send().await.unwrap()).await
+}
+
+async fn login_from(app: &TestApp, forwarded_for: &str, username: &str) -> Reply {
+    let body = json!({ "username": username, "password": "a wrong password" });
+    let req = app.client.post(app.url("/login")).header("x-forwarded-for", forwarded_for);
+    read(req.json(&body).send().await.unwrap()).await
+}
+
+fn assert_rate_limited(reply: &Reply) -> u64 {
+    assert_eq!(reply.status, 429, "{}", reply.text);
+    assert_eq!(reply.error(), "rate_limited");
+    let retry: u64 = reply.header("retry-after").expect("Retry-After").parse().unwrap();
+    assert!(retry >= 1, "{retry}");
+    retry
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_wrong_passwords_spread_over_two_instances_lock_the_username_with_429() {
+    let app = spawn_app_with(|_| {}).await;
+    let other = second_instance(&app, |_| {}).await;
+    let username = unique_user("brute");
+    assert_eq!(app.register(&username).await.status, 201);
+
+    // The failures alternate between the instances: the count lives in Redis.
+    for i in 0..5 {
+        let base = if i % 2 == 0 { app.address.clone() } else { other.clone() };
+        let reply = login_at(&app, &base, &username, "a wrong password").await;
+        assert_eq!(reply.status, 401, "attempt {i}: {}", reply.text);
+    }
+    let locked = login_at(&app, &other, &username, "a wrong password").await;
+    let retry = assert_rate_limited(&locked);
+    assert!((55..=60).contains(&retry), "the first lockout is AUTH_LOGIN_LOCKOUT: {retry}");
+    // Locked means locked: even the right password, on either instance.
+    let right = login_at(&app, &app.address, &username, PASSWORD).await;
+    assert_rate_limited(&right);
+
+    // An unknown username locks out the same way, with the same body: no oracle.
+    let ghost = unique_user("ghost");
+    for _ in 0..5 {
+        assert_eq!(login_at(&app, &other, &ghost, "a wrong password").await.status, 401);
+    }
+    let ghost_locked = login_at(&app, &app.address, &ghost, "a wrong password").await;
+    assert_rate_limited(&ghost_locked);
+    assert_eq!(ghost_locked.text, locked.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successful_login_clears_the_usernames_failures() {
+    let app = spawn_app_with(|_| {}).await;
+    let username = unique_user("clears");
+    assert_eq!(app.register(&username).await.status, 201);
+    for _ in 0..2 {
+        for _ in 0..4 {
+            let reply = login_at(&app, &app.address, &username, "a wrong password").await;
+            assert_eq!(reply.status, 401, "{}", reply.text);
+        }
+        assert_eq!(app.login(&username).await.status, 200, "4 failures do not lock");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_lockout_lasts_twice_as_long_as_the_one_before_up_to_the_cap() {
+    let app = spawn_app_with(|s| {
+        s.throttle.max_failures_per_user = 2;
+        s.throttle.lockout = Duration::from_secs(1);
+        s.throttle.lockout_max = Duration::from_secs(2);
+    })
+    .await;
+    let username = unique_user("grows");
+    let mut retries = Vec::new();
+    for _ in 0..3 {
+        for _ in 0..2 {
+            let reply = login_at(&app, &app.address, &username, "a wrong password").await;
+            assert_eq!(reply.status, 401, "{}", reply.text);
+        }
+        let retry =
+            assert_rate_limited(&login_at(&app, &app.address, &username, "a wrong password").await);
+        retries.push(retry);
+        tokio::time::sleep(Duration::from_millis(retry * 1000 + 150)).await;
+    }
+    assert_eq!(retries, [1, 2, 2], "1s, doubled, capped at 2s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_from_one_address_lock_that_address_and_behind_a_trusted_proxy_it_is_the_forwarded_one()
+ {
+    let app = spawn_app_with(|s| {
+        s.throttle.max_failures_per_address = 3;
+        s.trusted_proxies = auth_server::throttle::TrustedProxies::parse("127.0.0.1").unwrap();
+    })
+    .await;
+    // Three usernames, one client: the address is locked, for any username.
+    for _ in 0..3 {
+        let reply = login_from(&app, "203.0.113.7", &unique_user("spray")).await;
+        assert_eq!(reply.status, 401, "{}", reply.text);
+    }
+    assert_rate_limited(&login_from(&app, "203.0.113.7", &unique_user("spray")).await);
+    // The right-most untrusted address is the client: a forged left part changes nothing.
+    assert_rate_limited(&login_from(&app, "198.51.100.1, 203.0.113.7", &unique_user("x")).await);
+    // Another client behind the same proxy is not locked.
+    assert_eq!(login_from(&app, "203.0.113.8", &unique_user("spray")).await.status, 401);
+
+    // Without trusted proxies, X-Forwarded-For is ignored: every request is 127.0.0.1's.
+    let direct = spawn_app_with(|s| s.throttle.max_failures_per_address = 3).await;
+    for i in 0..3 {
+        let reply = login_from(&direct, &format!("203.0.113.{i}"), &unique_user("spoof")).await;
+        assert_eq!(reply.status, 401, "{}", reply.text);
+    }
+    assert_rate_limited(&login_from(&direct, "203.0.113.99", &unique_user("spoof")).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_from_one_address_are_rate_limited() {
+    let app = spawn_app_with(|s| s.throttle.max_registrations_per_address = 3).await;
+    for _ in 0..3 {
+        assert_eq!(app.register(&unique_user("reg")).await.status, 201);
+    }
+    let reply = app.register(&unique_user("reg")).await;
+    let retry = assert_rate_limited(&reply);
+    assert!(retry <= 3600, "{retry}");
+    // Invalid requests are answered 400 without counting (nothing expensive was done).
+    let bad = app.post_json("/register", &json!({ "username": "!", "password": PASSWORD })).await;
+    assert_eq!(bad.status, 400, "{}", bad.text);
+}
