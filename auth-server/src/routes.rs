@@ -117,11 +117,14 @@ async fn not_found() -> std::result::Result<HttpResponse, ApiError> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterBody {
     /// 3–64 of `a-z 0-9 . _ @ + -`, case-insensitive.
+    #[schema(min_length = 3, max_length = 64, pattern = "^[A-Za-z0-9._@+-]{3,64}$")]
     pub username: String,
     /// 8–128 characters.
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
-    /// Optional display name.
+    /// Optional display name, at most 128 characters, no control characters.
     #[serde(default)]
+    #[schema(max_length = 128)]
     pub name: Option<String>,
 }
 
@@ -172,8 +175,10 @@ pub(crate) async fn register(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginBody {
     /// The username (any case).
+    #[schema(max_length = 64)]
     pub username: String,
     /// The password.
+    #[schema(max_length = 128)]
     pub password: String,
 }
 
