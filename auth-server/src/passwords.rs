@@ -276,7 +276,12 @@ mod tests {
         let (p1, p2) = (phc.clone(), phc.clone());
         let first = tokio::spawn(async move { a.verify(Password::new("x".into()), p1).await });
         let second = tokio::spawn(async move { b.verify(Password::new("y".into()), p2).await });
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        // Wait until both hold their slot (the first hashing, the second queued).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while hasher.admitted.available_permits() > 0 {
+            assert!(std::time::Instant::now() < deadline, "the two hashes never started");
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
         let third = hasher.verify(Password::new("z".into()), phc).await;
         assert!(matches!(third, Err(HashError::Busy)), "{third:?}");
         assert!(!first.await.unwrap().unwrap());
