@@ -18,7 +18,7 @@ pub const SAMPLE_JSON: &str = include_str!("sample_articles.json");
 pub const ADMIN_ROLE: &str = "admin";
 
 /// One article, as the contract shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Article {
     /// Unique id.

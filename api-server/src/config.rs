@@ -33,6 +33,9 @@ pub struct Settings {
     pub leeway: Duration,
     /// `API_ARTICLES_FILE`: a JSON array of articles; `None` serves the bundled sample.
     pub articles_file: Option<PathBuf>,
+    /// `API_SHUTDOWN_TIMEOUT`: on SIGTERM/SIGINT, how long in-flight requests may take to finish
+    /// (whole seconds).
+    pub shutdown_timeout: Duration,
 }
 
 /// One setting: its TOML key, its environment variable and its default (`None`: unset).
@@ -50,6 +53,7 @@ const DEFS: &[Def] = &[
     Def { key: "audience", env: "API_AUDIENCE", default: Some("articles-api") },
     Def { key: "leeway", env: "API_LEEWAY", default: Some("30s") },
     Def { key: "articles_file", env: "API_ARTICLES_FILE", default: None },
+    Def { key: "shutdown_timeout", env: "API_SHUTDOWN_TIMEOUT", default: Some("10s") },
 ];
 
 /// Why the settings could not be loaded. `Display` is the one line printed at start-up.
@@ -193,6 +197,17 @@ impl Settings {
 
         let articles_file = optional("articles_file")?.map(PathBuf::from);
 
+        let d = def("shutdown_timeout");
+        let (raw, _) = text("shutdown_timeout")?;
+        let shutdown_timeout = shared::duration::parse(&raw)
+            .map_err(|e| invalid(d, format!("invalid duration `{raw}`: {e}")))?;
+        if shutdown_timeout.subsec_nanos() != 0 {
+            return Err(invalid(d, "must be a whole number of seconds"));
+        }
+        if shutdown_timeout > Duration::from_secs(3600) {
+            return Err(invalid(d, "must be at most 1h"));
+        }
+
         Ok(Self {
             bind,
             keys,
@@ -201,6 +216,7 @@ impl Settings {
             audience,
             leeway,
             articles_file,
+            shutdown_timeout,
         })
     }
 
@@ -213,6 +229,7 @@ impl Settings {
             audience: "articles-api".into(),
             leeway: Duration::from_secs(30),
             articles_file: None,
+            shutdown_timeout: Duration::from_secs(10),
         }
     }
 
@@ -262,6 +279,7 @@ mod tests {
         assert_eq!(s.audience, "articles-api");
         assert_eq!(s.leeway, Duration::from_secs(30));
         assert_eq!(s.articles_file, None);
+        assert_eq!(s.shutdown_timeout, Duration::from_secs(10));
         assert_eq!(s.port(), Some(4000));
     }
 
@@ -300,6 +318,9 @@ mod tests {
             ("API_AUDIENCE", " "),
             ("API_JWKS_URL", "ftp://x"),
             ("API_KEYS_DIR", ""),
+            ("API_SHUTDOWN_TIMEOUT", "later"),
+            ("API_SHUTDOWN_TIMEOUT", "500ms"),
+            ("API_SHUTDOWN_TIMEOUT", "2h"),
         ] {
             let err = Settings::from_sources(None, env(&[(name, value)])).unwrap_err().to_string();
             assert!(err.starts_with(name), "{name}={value}: {err}");

@@ -8,6 +8,8 @@
 pub mod articles;
 pub mod config;
 pub mod jwks;
+pub mod limits;
+pub mod openapi;
 pub mod routes;
 
 use std::net::TcpListener;
@@ -42,6 +44,9 @@ pub enum StartError {
     /// The JWKS HTTP client could not be built.
     #[error("API_JWKS_URL: {0}")]
     Jwks(String),
+    /// The SIGTERM/SIGINT handlers could not be installed.
+    #[error("cannot install the signal handlers: {0}")]
+    Signals(std::io::Error),
 }
 
 /// A built server, listening, not yet running.
@@ -98,6 +103,9 @@ impl Application {
         ));
         let articles = web::Data::new(articles);
         let keys_data = web::Data::new(Arc::clone(&keys));
+        let openapi = web::Data::new(openapi::OpenApiJson::new());
+        let shutdown_signal = shared::shutdown::signal().map_err(StartError::Signals)?;
+        let shutdown_timeout = settings.shutdown_timeout.as_secs();
 
         let listener = TcpListener::bind(&settings.bind)
             .map_err(|source| StartError::Bind { addr: settings.bind.clone(), source })?;
@@ -108,15 +116,25 @@ impl Application {
 
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(limits::check))
                 .wrap(access_log())
                 .app_data(verifier.clone())
                 .app_data(articles.clone())
                 .app_data(keys_data.clone())
+                .app_data(openapi.clone())
                 .app_data(shared::error::path_config())
                 .app_data(shared::error::query_config())
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
+        .client_request_timeout(limits::CLIENT_REQUEST_TIMEOUT)
+        .client_disconnect_timeout(limits::CLIENT_DISCONNECT_TIMEOUT)
+        .keep_alive(limits::KEEP_ALIVE)
+        // SIGTERM and SIGINT alike: stop accepting, let in-flight requests finish for at most
+        // `API_SHUTDOWN_TIMEOUT`, then `run_until_stopped` returns (exit 0).
+        .disable_signals()
+        .shutdown_signal(shutdown_signal)
+        .shutdown_timeout(shutdown_timeout)
         .listen(listener)
         .map_err(|source| StartError::Bind { addr: "listener".into(), source })?
         .run();
@@ -133,7 +151,8 @@ impl Application {
         Arc::clone(&self.keys)
     }
 
-    /// Serves until the process gets SIGINT/SIGTERM.
+    /// Serves until the process gets SIGTERM or SIGINT; then stops accepting, lets in-flight
+    /// requests finish (at most `API_SHUTDOWN_TIMEOUT`) and returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }

@@ -12,7 +12,7 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, error as actix_error, 
 use serde::{Deserialize, Serialize};
 
 /// The error codes of the contract, one per variant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// Malformed request: bad JSON, a bad field, a missing parameter.
@@ -80,7 +80,7 @@ impl fmt::Display for ErrorCode {
 }
 
 /// The JSON error body (RFC 6749 §5.2 style).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// Machine-readable code.
     pub error: ErrorCode,

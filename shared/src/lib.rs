@@ -11,7 +11,10 @@
 //! - [`extract`]: the actix-web [`Authenticated`] extractor answering RFC 6750 challenges;
 //! - [`duration`]: the `900` / `15m` / `7d` duration syntax of the configuration;
 //! - [`metrics`]: Prometheus metrics, the HTTP metrics middleware and `GET /metrics`;
-//! - [`request_id`]: the `X-Request-Id` middleware.
+//! - [`request_id`]: the `X-Request-Id` middleware;
+//! - [`limits`]: header, target and time limits on every request (slow clients included);
+//! - [`shutdown`]: graceful shutdown on SIGTERM and SIGINT;
+//! - [`openapi`]: the OpenAPI pieces both documents share (error envelope, bearer scheme).
 
 pub mod claims;
 pub mod duration;
@@ -19,8 +22,11 @@ pub mod error;
 pub mod extract;
 pub mod keys;
 pub mod keyset;
+pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod request_id;
+pub mod shutdown;
 pub mod verify;
 pub mod watch;
 

@@ -9,4 +9,7 @@ mod helpers;
 mod insecure_test_keys;
 mod jwks_mode;
 mod key_reload;
+mod limits;
+mod openapi;
 mod rotation;
+mod shutdown;

@@ -1,0 +1,102 @@
+//! The OpenAPI 3.1 document, generated with `utoipa` from the handlers' `#[utoipa::path]`
+//! attributes and the real body types, served at `GET /openapi.json` (no auth).
+//!
+//! How it is kept true (the auth server's recipe):
+//! - each handler carries its path, body and every status it answers;
+//! - [`routes::ROUTES`] is the one list of routes: `routes::configure` mounts exactly it, and a
+//!   test checks the document lists exactly it;
+//! - bodies are the types the handlers serialize (`Article`, `Me`, `Health`, `Ready`) and
+//!   `shared::ErrorBody` itself, not copies;
+//! - statuses any route can answer (the limits' 408, 413, 414, 431, and 500) are added to every
+//!   operation by [`document`], so no handler can forget them.
+
+use shared::openapi::BearerAuth;
+use utoipa::OpenApi;
+
+use crate::routes;
+
+/// The document.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "api-server",
+        description = "The articles API: a resource server that verifies RS256 access tokens (RFC 9068) with public keys alone. Errors are `{\"error\", \"error_description\"}` (RFC 6749 §5.2 style); refusals of a bearer token carry an RFC 6750 `WWW-Authenticate` challenge.",
+        license(name = "MIT OR Apache-2.0")
+    ),
+    paths(
+        routes::list_articles,
+        routes::get_article,
+        routes::me,
+        routes::healthz,
+        routes::readyz,
+        routes::metrics,
+        routes::openapi_json,
+    ),
+    components(schemas(shared::ErrorBody, shared::ErrorCode)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+/// The statuses every route can answer, whatever it does.
+const COMMON: &[(&str, &str)] = &[(
+    "413",
+    "A request body declared larger than 16 KiB (`payload_too_large`); no route reads a body.",
+)];
+
+/// The document, with the common statuses on every operation.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = ApiDoc::openapi();
+    shared::openapi::add_common_responses(&mut doc, shared::openapi::COMMON_ERRORS);
+    shared::openapi::add_common_responses(&mut doc, COMMON);
+    doc
+}
+
+/// The document as JSON, made once at start-up and shared by every worker.
+#[derive(Debug, Clone)]
+pub struct OpenApiJson(pub actix_web::web::Bytes);
+
+impl OpenApiJson {
+    /// Serializes [`document`].
+    pub fn new() -> Self {
+        Self(shared::openapi::to_json(&document()).into())
+    }
+}
+
+impl Default for OpenApiJson {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_is_openapi_3_1_and_every_operation_documents_the_common_errors() {
+        let doc = serde_json::to_value(document()).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for (status, _) in shared::openapi::COMMON_ERRORS.iter().chain(COMMON) {
+                    assert!(op["responses"][status].is_object(), "{method} {path}: {status}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_bodies_are_the_real_types() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let fields = |name: &str| -> Vec<String> {
+            let mut v: Vec<String> =
+                schemas[name]["properties"].as_object().unwrap().keys().cloned().collect();
+            v.sort();
+            v
+        };
+        assert_eq!(fields("Article"), ["author", "body", "id", "title"]);
+        assert_eq!(fields("Me"), ["exp", "name", "preferred_username", "roles", "scope", "sub"]);
+        assert_eq!(fields("ErrorBody"), ["error", "error_description"]);
+    }
+}

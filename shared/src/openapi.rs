@@ -1,0 +1,126 @@
+//! What the two OpenAPI 3.1 documents share, so both describe errors and bearer auth the same
+//! way: the `bearer` security scheme ([`BearerAuth`]), error responses whose body is
+//! [`ErrorBody`](crate::ErrorBody) (its schema is derived from the real type, so it cannot
+//! drift), and [`add_common_responses`] for the statuses any route can answer whatever it does
+//! (the [`limits`](crate::limits), a 500).
+
+use utoipa::Modify;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Response, ResponseBuilder};
+
+/// The name of the bearer security scheme: `security(("bearer" = []))` on an operation.
+pub const BEARER: &str = "bearer";
+
+/// Statuses every route of either server can answer, from [`crate::limits`] and the error
+/// boundary. Pass them (and any of the server's own) to [`add_common_responses`].
+pub const COMMON_ERRORS: &[(&str, &str)] = &[
+    ("408", "The request took too long (`invalid_request`)."),
+    ("414", "The request target is longer than 8 KiB (`invalid_request`)."),
+    ("431", "A header line is longer than 8 KiB (`invalid_request`)."),
+    ("500", "Unexpected failure (`internal_error`); never carries details."),
+];
+
+/// `#[openapi(modifiers(&BearerAuth))]`: adds the `bearer` HTTP security scheme (JWT).
+#[derive(Debug, Clone, Copy)]
+pub struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("An RS256 access token (RFC 9068) from the auth server."))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Adds each `(status, description)` of `statuses` as an [`error_response`] to every operation
+/// of `doc` that does not already document that status.
+pub fn add_common_responses(doc: &mut OpenApi, statuses: &[(&str, &str)]) {
+    for item in doc.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+            &mut item.trace,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            add_to_operation(op, statuses);
+        }
+    }
+}
+
+fn add_to_operation(op: &mut Operation, statuses: &[(&str, &str)]) {
+    for (status, description) in statuses {
+        op.responses
+            .responses
+            .entry((*status).to_owned())
+            .or_insert_with(|| RefOr::T(error_response(description)));
+    }
+}
+
+/// A response whose body is the error envelope (`#/components/schemas/ErrorBody`).
+pub fn error_response(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(RefOr::Ref(Ref::from_schema_name("ErrorBody"))))
+                .build(),
+        )
+        .build()
+}
+
+/// The document as JSON (made once at start-up); `{}` and an error log if it cannot be.
+pub fn to_json(doc: &OpenApi) -> String {
+    doc.to_json().unwrap_or_else(|e| {
+        log::error!("cannot serialize the OpenAPI document: {e}");
+        "{}".to_owned()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::{OpenApi as _, ToSchema};
+
+    use super::*;
+    use crate::{ErrorBody, ErrorCode};
+
+    #[derive(utoipa::OpenApi)]
+    #[openapi(components(schemas(ErrorBody, ErrorCode)), modifiers(&BearerAuth))]
+    struct Doc;
+
+    #[test]
+    fn the_error_schemas_are_the_real_types() {
+        let doc = serde_json::to_value(Doc::openapi()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let codes: Vec<&str> = schemas["ErrorCode"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        assert!(codes.contains(&"invalid_token") && codes.contains(&"internal_error"), "{codes:?}");
+        assert_eq!(codes.len(), 11);
+        let body = serde_json::to_value(crate::ApiError::internal().body()).unwrap();
+        for field in body.as_object().unwrap().keys() {
+            assert!(schemas["ErrorBody"]["properties"][field].is_object(), "{field}");
+        }
+        assert_eq!(ErrorBody::name(), "ErrorBody");
+        assert_eq!(doc["components"]["securitySchemes"][BEARER]["scheme"], "bearer");
+    }
+}
