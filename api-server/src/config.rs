@@ -36,6 +36,9 @@ pub struct Settings {
     /// `API_SHUTDOWN_TIMEOUT`: on SIGTERM/SIGINT, how long in-flight requests may take to finish
     /// (whole seconds).
     pub shutdown_timeout: Duration,
+    /// `API_TOKEN_CACHE`: how many verified access tokens to remember, so a token presented
+    /// again skips the RSA verification (0 turns the cache off; see `shared::verify`).
+    pub token_cache: usize,
 }
 
 /// One setting: its TOML key, its environment variable and its default (`None`: unset).
@@ -54,6 +57,7 @@ const DEFS: &[Def] = &[
     Def { key: "leeway", env: "API_LEEWAY", default: Some("30s") },
     Def { key: "articles_file", env: "API_ARTICLES_FILE", default: None },
     Def { key: "shutdown_timeout", env: "API_SHUTDOWN_TIMEOUT", default: Some("10s") },
+    Def { key: "token_cache", env: "API_TOKEN_CACHE", default: Some("4096") },
 ];
 
 /// Why the settings could not be loaded. `Display` is the one line printed at start-up.
@@ -208,6 +212,17 @@ impl Settings {
             return Err(invalid(d, "must be at most 1h"));
         }
 
+        let (raw, d) = text("token_cache")?;
+        let token_cache: usize = raw.parse().map_err(|_| {
+            invalid(d, format!("`{raw}` is not a number of tokens (0 turns it off)"))
+        })?;
+        if token_cache > 1_000_000 {
+            return Err(invalid(
+                d,
+                "must be at most 1000000 (each token held costs about 1.5 KiB)",
+            ));
+        }
+
         Ok(Self {
             bind,
             keys,
@@ -217,6 +232,7 @@ impl Settings {
             leeway,
             articles_file,
             shutdown_timeout,
+            token_cache,
         })
     }
 
@@ -230,6 +246,7 @@ impl Settings {
             leeway: Duration::from_secs(30),
             articles_file: None,
             shutdown_timeout: Duration::from_secs(10),
+            token_cache: 4096,
         }
     }
 
@@ -281,6 +298,17 @@ mod tests {
         assert_eq!(s.articles_file, None);
         assert_eq!(s.shutdown_timeout, Duration::from_secs(10));
         assert_eq!(s.port(), Some(4000));
+    }
+
+    #[test]
+    fn the_token_cache_is_sized_by_api_token_cache() {
+        assert_eq!(Settings::from_sources(None, env(&[])).unwrap().token_cache, 4096);
+        let off = Settings::from_sources(None, env(&[("API_TOKEN_CACHE", "0")])).unwrap();
+        assert_eq!(off.token_cache, 0);
+        for bad in ["-1", "lots", "2000000"] {
+            let err = Settings::from_sources(None, env(&[("API_TOKEN_CACHE", bad)])).unwrap_err();
+            assert!(err.to_string().starts_with("API_TOKEN_CACHE"), "{err}");
+        }
     }
 
     #[test]

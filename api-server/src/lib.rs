@@ -20,6 +20,8 @@ use actix_web::middleware::Logger;
 use actix_web::{App, HttpServer, web};
 use shared::claims::ARTICLES_READ_SCOPE;
 use shared::keyset::{DirSource, Keys};
+use shared::metrics::{HttpMetrics, ObservedSource};
+use shared::request_id::RequestIdMiddleware;
 use shared::watch::spawn_folder_reload;
 use shared::{Verifier, VerifierConfig};
 
@@ -74,17 +76,18 @@ impl Application {
 
         let keys = match &settings.keys {
             KeysFrom::Dir(dir) => {
-                let keys = Arc::new(Keys::load(DirSource::new(dir)).await);
+                let keys = Arc::new(Keys::load(ObservedSource::new(DirSource::new(dir))).await);
                 spawn_folder_reload(Arc::clone(&keys), dir);
                 keys
             }
             KeysFrom::Jwks(url) => {
                 let source = JwksSource::new(url).map_err(StartError::Jwks)?;
-                let keys = Arc::new(Keys::load(source.clone()).await);
+                let keys = Arc::new(Keys::load(ObservedSource::new(source.clone())).await);
                 jwks::spawn_refresh(Arc::clone(&keys), source);
                 keys
             }
         };
+        shared::metrics::observe_keys(&keys);
         let loaded = keys.current().len();
         if loaded == 0 {
             log::warn!(
@@ -98,7 +101,8 @@ impl Application {
             VerifierConfig::new(&settings.issuer, &settings.audience)
                 .leeway(settings.leeway)
                 .required_scope(ARTICLES_READ_SCOPE)
-                .realm("articles"),
+                .realm("articles")
+                .token_cache(settings.token_cache),
             Arc::clone(&keys),
         ));
         let articles = web::Data::new(articles);
@@ -117,6 +121,8 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(limits::check))
+                .wrap(HttpMetrics)
+                .wrap(RequestIdMiddleware)
                 .wrap(access_log())
                 .app_data(verifier.clone())
                 .app_data(articles.clone())
@@ -158,10 +164,10 @@ impl Application {
     }
 }
 
-/// The access log: method, path (never the query string), status, size, time. Never the
-/// `Authorization` header or a token.
+/// The access log: method, path (never the query string), status, size, time, request id.
+/// Never the `Authorization` header or a token.
 fn access_log() -> Logger {
-    Logger::new(r#"%a "%{method}xi %{path}xi" %s %b %Dms"#)
+    Logger::new(r#"%a "%{method}xi %{path}xi" %s %b %Dms %{x-request-id}o"#)
         .custom_request_replace("method", |req: &ServiceRequest| req.method().to_string())
         .custom_request_replace("path", |req: &ServiceRequest| req.path().to_owned())
         .log_target("api_server::access")

@@ -24,6 +24,7 @@
 use std::future::{Future, Ready, ready};
 use std::ops::Deref;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use actix_web::dev::Payload;
@@ -39,7 +40,7 @@ use crate::verify::{MAX_TOKEN_BYTES, Verifier, VerifyError};
 /// Put it in a handler's arguments; the handler only runs when the token verified (signature,
 /// `typ`, `iss`, `aud`, time, scope). Needs a `web::Data<Verifier>` in the app data.
 #[derive(Debug, Clone)]
-pub struct Authenticated(AccessClaims);
+pub struct Authenticated(Arc<AccessClaims>);
 
 impl Authenticated {
     /// The verified claims.
@@ -49,7 +50,7 @@ impl Authenticated {
 
     /// The verified claims, owned.
     pub fn into_claims(self) -> AccessClaims {
-        self.0
+        Arc::unwrap_or_clone(self.0)
     }
 }
 
@@ -109,7 +110,7 @@ impl FromRequest for Authenticated {
             Ok(token) => token,
             Err(e) => return AuthFuture::Ready(ready(Err(e.into_api_error(verifier.realm())))),
         };
-        match verifier.verify_now(token) {
+        match verifier.verify_now_shared(token) {
             Err(VerifyError::UnknownKid) => {
                 // Rare: a key we have not seen yet. Own what the wait needs.
                 let verifier = web::Data::clone(verifier);
@@ -117,7 +118,7 @@ impl FromRequest for Authenticated {
                 AuthFuture::Refreshing(Box::pin(async move {
                     let token =
                         bearer_token(&value).map_err(|e| e.into_api_error(verifier.realm()))?;
-                    let result = verifier.verify(token).await;
+                    let result = verifier.verify_shared(token).await;
                     finish(result, &verifier)
                 }))
             }
@@ -127,9 +128,10 @@ impl FromRequest for Authenticated {
 }
 
 fn finish(
-    result: Result<AccessClaims, VerifyError>,
+    result: Result<Arc<AccessClaims>, VerifyError>,
     verifier: &Verifier,
 ) -> Result<Authenticated, ApiError> {
+    crate::metrics::record_verification(&result);
     match result {
         Ok(claims) => Ok(Authenticated(claims)),
         Err(err) => {

@@ -1,14 +1,16 @@
 //! Public signing keys: parsing, RFC 7638 `kid`, and their JWK form.
 //!
-//! A [`PublicKey`] is parsed once, when it is loaded; verification then only looks it up by
+//! A [`PublicKey`] is parsed once, when it is loaded (including aws-lc's own parsed form of
+//! the RSA key, so a verification does no DER parsing); verification then only looks it up by
 //! `kid` (a map key, never a path).
 
+use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{
     AlgorithmParameters, CommonParameters, Jwk, KeyAlgorithm, PublicKeyUse, ThumbprintHash,
 };
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind};
 
 /// Smallest RSA modulus accepted, in bits.
 pub const MIN_RSA_BITS: usize = 2048;
@@ -36,6 +38,8 @@ pub struct PublicKey {
     kid: String,
     bits: usize,
     decoding: DecodingKey,
+    /// The same key parsed by aws-lc for RS256 (PKCS#1 v1.5, SHA-256, 2048–8192 bits).
+    parsed: ParsedPublicKey,
     jwk: Jwk,
 }
 
@@ -79,6 +83,15 @@ impl PublicKey {
             return Err(KeyError::TooSmall(bits));
         }
         let kid = bare.thumbprint(ThumbprintHash::SHA256).map_err(|_| KeyError::Thumbprint)?;
+        let parsed = match decoding.kind() {
+            DecodingKeyKind::SecretOrDer(der) => {
+                ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der)
+            }
+            DecodingKeyKind::RsaModulusExponent { n, e } => {
+                ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, rsa_public_key_der(n, e))
+            }
+        }
+        .map_err(|_| KeyError::NotRsaPem)?;
         let jwk = Jwk {
             common: CommonParameters {
                 public_key_use: Some(PublicKeyUse::Signature),
@@ -88,7 +101,7 @@ impl PublicKey {
             },
             algorithm: bare.algorithm,
         };
-        Ok(Self { kid, bits, decoding, jwk })
+        Ok(Self { kid, bits, decoding, parsed, jwk })
     }
 
     /// The RFC 7638 JWK SHA-256 thumbprint, base64url.
@@ -106,10 +119,52 @@ impl PublicKey {
         &self.decoding
     }
 
+    /// Checks an RS256 (RSASSA-PKCS1-v1_5 with SHA-256) `signature` over `message` with the
+    /// pre-parsed key: no key parsing per call.
+    pub fn verify_rs256(&self, message: &[u8], signature: &[u8]) -> Result<(), BadSignature> {
+        self.parsed.verify_sig(message, signature).map_err(|_| BadSignature)
+    }
+
     /// The JWK (`kty`, `kid`, `use: "sig"`, `alg: "RS256"`, `n`, `e`).
     pub fn jwk(&self) -> &Jwk {
         &self.jwk
     }
+}
+
+/// An RS256 signature that does not verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the signature does not verify")]
+pub struct BadSignature;
+
+/// The PKCS#1 `RSAPublicKey` DER (`SEQUENCE { INTEGER n, INTEGER e }`) of big-endian `n`, `e`.
+fn rsa_public_key_der(n: &[u8], e: &[u8]) -> Vec<u8> {
+    fn push_len(out: &mut Vec<u8>, len: usize) {
+        if len < 0x80 {
+            out.push(len as u8);
+        } else {
+            let bytes = len.to_be_bytes();
+            let skip = bytes.iter().take_while(|b| **b == 0).count();
+            out.push(0x80 | (bytes.len() - skip) as u8);
+            out.extend_from_slice(&bytes[skip..]);
+        }
+    }
+    fn integer(value: &[u8]) -> Vec<u8> {
+        let value = &value[value.iter().take_while(|b| **b == 0).count()..];
+        // A positive INTEGER whose top bit is set needs a leading zero byte.
+        let pad = value.first().is_none_or(|b| b & 0x80 != 0);
+        let mut out = vec![0x02];
+        push_len(&mut out, value.len() + usize::from(pad));
+        if pad {
+            out.push(0);
+        }
+        out.extend_from_slice(value);
+        out
+    }
+    let body = [integer(n), integer(e)].concat();
+    let mut out = vec![0x30];
+    push_len(&mut out, body.len());
+    out.extend_from_slice(&body);
+    out
 }
 
 /// Bit length of a base64url big-endian modulus, ignoring leading zero bytes.
@@ -147,6 +202,30 @@ mod tests {
         }))
         .unwrap();
         assert!(matches!(PublicKey::from_jwk(&jwk), Err(KeyError::UnusableJwk)));
+    }
+
+    #[test]
+    fn a_key_from_its_jwk_verifies_what_its_pem_verifies() {
+        let key = crate::test_keys::TestKey::generate();
+        let from_pem = key.public();
+        let from_jwk = PublicKey::from_jwk(from_pem.jwk()).unwrap();
+        assert_eq!(from_jwk.kid(), from_pem.kid());
+        let token = key.sign(&key.header(), &serde_json::json!({"sub": "x"}));
+        let (message, signature) = token.rsplit_once('.').unwrap();
+        let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+        for k in [&from_pem, &from_jwk] {
+            assert_eq!(k.verify_rs256(message.as_bytes(), &signature), Ok(()));
+            assert_eq!(k.verify_rs256(b"other", &signature), Err(BadSignature));
+        }
+    }
+
+    #[test]
+    fn der_lengths_past_127_bytes_use_the_long_form() {
+        let der = rsa_public_key_der(&[0xff; 256], &[1, 0, 1]);
+        // SEQUENCE, long form on two bytes; INTEGER n with a leading zero (top bit set).
+        assert_eq!(&der[..4], &[0x30, 0x82, 0x01, 0x0a]);
+        assert_eq!(&der[4..9], &[0x02, 0x82, 0x01, 0x01, 0x00]);
+        assert_eq!(&der[der.len() - 5..], &[0x02, 0x03, 0x01, 0x00, 0x01]);
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod request_id;
 pub mod shutdown;
+mod token_cache;
 pub mod verify;
 pub mod watch;
 

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -31,12 +31,13 @@ use prometheus::{
     Opts, TextEncoder,
 };
 
-use crate::keyset::{DirLoad, KeySource, KeySourceError, LoadFuture};
+use crate::keyset::{DirLoad, KeySource, KeySourceError, Keys, LoadFuture};
 use crate::verify::VerifyError;
 
 /// Latency buckets, seconds: from 250 µs (a cached verification) to 10 s (a stuck Redis).
-pub const LATENCY_BUCKETS: &[f64] =
-    &[0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// Registers `collector` in the default registry. A second registration of the same metric
 /// (two apps in one test process share the registry) is not an error: the first one stays.
@@ -303,9 +304,21 @@ static KEY_FILES_SKIPPED: LazyLock<IntCounter> = LazyLock::new(|| {
 static KEYS_LOADED: LazyLock<IntGauge> =
     LazyLock::new(|| gauge("keys_loaded", "Public keys in the live verification set."));
 
-/// Sets the `keys_loaded` gauge (call it when serving `/metrics`).
+/// Sets the `keys_loaded` gauge.
 pub fn set_keys_loaded(count: usize) {
     KEYS_LOADED.set(i64::try_from(count).unwrap_or(i64::MAX));
+}
+
+/// The live keys `keys_loaded` reports, read at each scrape (the latest call wins; weak, so
+/// it never keeps a stopped app's keys alive).
+static OBSERVED_KEYS: Mutex<Option<Weak<Keys>>> = Mutex::new(None);
+
+/// Makes `keys_loaded` report the size of `keys`' live set at every scrape.
+pub fn observe_keys(keys: &Arc<Keys>) {
+    LazyLock::force(&KEYS_LOADED);
+    if let Ok(mut observed) = OBSERVED_KEYS.lock() {
+        *observed = Some(Arc::downgrade(keys));
+    }
 }
 
 /// A [`KeySource`] that counts the reads of the source it wraps in `key_reloads_total`, so
@@ -350,6 +363,10 @@ impl<S: KeySource> KeySource for ObservedSource<S> {
 
 /// The Prometheus text exposition of every registered metric.
 pub fn render() -> String {
+    let live = OBSERVED_KEYS.lock().ok().and_then(|k| k.as_ref().and_then(Weak::upgrade));
+    if let Some(keys) = live {
+        set_keys_loaded(keys.current().len());
+    }
     let families = prometheus::gather();
     let mut out = Vec::with_capacity(16 * 1024);
     if let Err(e) = TextEncoder::new().encode(&families, &mut out) {

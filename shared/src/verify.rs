@@ -6,13 +6,26 @@
 //! 3. header: `alg` must be `RS256` and `typ` must be `at+jwt` (checked by hand, RFC 9068 §4);
 //!    the header is otherwise read only for `kid`, a map key into the loaded [`KeySet`] (never a
 //!    path). `jku`, `x5u` and `jwk` are ignored: keys come only from our own source;
-//! 4. signature and claims with `jsonwebtoken::decode` and a `Validation` pinned to RS256 (the
-//!    algorithm is never taken from the token): `exp`, `iat`, `iss`, `aud`, `sub` required,
-//!    `nbf` checked when present, `iss` and `aud` exact, `exp`/`nbf` with the leeway;
-//! 5. scope: the configured scope must be one of the space-separated `scope` words.
+//! 4. signature: RSASSA-PKCS1-v1_5 with SHA-256 over `header.payload`, with the key named by
+//!    `kid`, pre-parsed by aws-lc when the key was loaded (RS256 is the only algorithm: it is
+//!    never taken from the token);
+//! 5. claims: the payload deserializes into [`AccessClaims`] (`exp`, `iat`, `iss`, `aud`, `sub`
+//!    required), then `exp` and `nbf` are checked with the leeway, `iss` and `aud` exactly;
+//! 6. scope: the configured scope must be one of the space-separated `scope` words.
+//!
+//! Steps 4 and 5 are what `jsonwebtoken::decode` with a `Validation` pinned to RS256 does, in
+//! the same order and with the same outcomes, without its per-call costs (re-parsing the key's
+//! DER, decoding the header again, parsing the claims twice). The unit tests hold the two to
+//! the same answers on a table of good and hostile tokens (`jsonwebtoken::decode` is kept
+//! there as the reference).
 //!
 //! An unknown `kid` triggers one rate-limited re-read of the keys ([`Keys::refresh_for_unknown_kid`])
 //! before the token is refused, so a token signed right after a key rotation is accepted.
+//!
+//! Tokens that verified are remembered in a bounded cache (keyed by the whole token, used
+//! only until `exp`, emptied when the key set changes; see `token_cache`), so a client
+//! presenting the same token again (every request for its lifetime) costs a map lookup rather
+//! than an RSA verification. [`VerifierConfig::token_cache`] sizes it; 0 turns it off.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -20,13 +33,16 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+#[cfg(test)]
 use jsonwebtoken::errors::ErrorKind;
+#[cfg(test)]
 use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
 use crate::claims::{ACCESS_TOKEN_TYP, AccessClaims};
 use crate::keys::PublicKey;
 use crate::keyset::{KeySet, Keys};
+use crate::token_cache::TokenCache;
 
 /// Longest token accepted. Ours are about 1 KiB; anything past 8 KiB is refused before it is
 /// decoded, so a huge header cannot cost parsing time or memory.
@@ -34,6 +50,9 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// Longest encoded JOSE header accepted (ours is about 130 bytes); decoded on the stack.
 const MAX_HEADER_B64: usize = 1024;
+
+/// Longest decoded signature: RSA-8192 (the largest key aws-lc verifies RS256 with).
+const MAX_SIGNATURE_BYTES: usize = 8192 / 8;
 
 /// Default clock-skew allowance (`API_LEEWAY`).
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
@@ -55,6 +74,8 @@ pub struct VerifierConfig {
     pub required_scope: Option<String>,
     /// The `realm` of the `WWW-Authenticate` challenges answered on failure.
     pub realm: String,
+    /// How many verified tokens to remember (0: none); see the module doc.
+    pub token_cache: usize,
 }
 
 impl VerifierConfig {
@@ -66,7 +87,14 @@ impl VerifierConfig {
             leeway: DEFAULT_LEEWAY,
             required_scope: None,
             realm: DEFAULT_REALM.to_owned(),
+            token_cache: crate::token_cache::DEFAULT_CAPACITY,
         }
+    }
+
+    /// Remembers up to `tokens` verified tokens (0 turns the cache off).
+    pub fn token_cache(mut self, tokens: usize) -> Self {
+        self.token_cache = tokens;
+        self
     }
 
     /// Sets the leeway.
@@ -173,25 +201,45 @@ struct RawHeader<'a> {
 #[derive(Debug)]
 pub struct Verifier {
     keys: Arc<Keys>,
-    validation: Validation,
+    issuer: String,
+    audience: String,
+    leeway: u64,
     required_scope: Option<String>,
     realm: String,
+    cache: Option<TokenCache>,
+    /// The same rules for `jsonwebtoken::decode`: the reference the tests compare with.
+    #[cfg(test)]
+    validation: Validation,
 }
 
 impl Verifier {
     /// A verifier accepting what `config` describes, with keys from `keys`.
     pub fn new(config: VerifierConfig, keys: Arc<Keys>) -> Self {
-        // Pinned: the algorithm is ours, never the token's.
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        validation.set_issuer(&[config.issuer.as_str()]);
-        validation.set_audience(&[config.audience.as_str()]);
-        validation.leeway = config.leeway.as_secs();
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.validate_aud = true;
-        validation.reject_tokens_expiring_in_less_than = 0;
-        Self { keys, validation, required_scope: config.required_scope, realm: config.realm }
+        #[cfg(test)]
+        let validation = {
+            // Pinned: the algorithm is ours, never the token's.
+            let mut validation = Validation::new(Algorithm::RS256);
+            validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+            validation.set_issuer(&[config.issuer.as_str()]);
+            validation.set_audience(&[config.audience.as_str()]);
+            validation.leeway = config.leeway.as_secs();
+            validation.validate_exp = true;
+            validation.validate_nbf = true;
+            validation.validate_aud = true;
+            validation.reject_tokens_expiring_in_less_than = 0;
+            validation
+        };
+        Self {
+            keys,
+            issuer: config.issuer,
+            audience: config.audience,
+            leeway: config.leeway.as_secs(),
+            required_scope: config.required_scope,
+            realm: config.realm,
+            cache: (config.token_cache > 0).then(|| TokenCache::new(config.token_cache)),
+            #[cfg(test)]
+            validation,
+        }
     }
 
     /// The live keys (for readiness checks, listings and reload triggers).
@@ -227,10 +275,43 @@ impl Verifier {
     }
 
     /// Verifies `token` against the keys loaded right now, without any re-read: an unknown
-    /// `kid` is [`VerifyError::UnknownKid`]. No I/O, no lock; the request hot path.
+    /// `kid` is [`VerifyError::UnknownKid`]. No I/O; the request hot path.
     pub fn verify_now(&self, token: &str) -> Result<AccessClaims, VerifyError> {
+        self.verify_now_shared(token).map(Arc::unwrap_or_clone)
+    }
+
+    /// [`Self::verify_now`], answering shared claims: a token seen before (in the cache)
+    /// costs no copy of its claims.
+    pub fn verify_now_shared(&self, token: &str) -> Result<Arc<AccessClaims>, VerifyError> {
         let set = self.keys.current();
-        self.verify_with(token, &set)
+        let Some(cache) = &self.cache else {
+            return self.verify_with(token, &set).map(Arc::new);
+        };
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(VerifyError::TooLong);
+        }
+        let now = now_secs();
+        if let Some(claims) = cache.get(token, &set, now, self.leeway) {
+            return Ok(claims);
+        }
+        let claims = Arc::new(self.verify_with(token, &set)?);
+        cache.insert(token, &set, Arc::clone(&claims));
+        Ok(claims)
+    }
+
+    /// Verifies `token` asynchronously like [`Self::verify`], answering shared claims.
+    pub async fn verify_shared(&self, token: &str) -> Result<Arc<AccessClaims>, VerifyError> {
+        match self.verify_now_shared(token) {
+            Err(VerifyError::UnknownKid) => {
+                let kid = inspect(token, str::to_owned)?;
+                if self.keys.refresh_for_unknown_kid(&kid).await {
+                    self.verify_now_shared(token)
+                } else {
+                    Err(VerifyError::UnknownKid)
+                }
+            }
+            other => other,
+        }
     }
 
     /// Verifies `token` against `set` (no re-read).
@@ -239,7 +320,63 @@ impl Verifier {
         self.verify_with_key(token, key)
     }
 
+    /// Steps 4 to 6 for a token whose shape and header [`inspect`] has accepted.
     fn verify_with_key(&self, token: &str, key: &PublicKey) -> Result<AccessClaims, VerifyError> {
+        let not_jws = || VerifyError::Malformed("not a valid compact JWS");
+        let (message, signature_b64) = token.rsplit_once('.').ok_or_else(not_jws)?;
+        let (_, payload_b64) = message.split_once('.').ok_or_else(not_jws)?;
+
+        let mut signature = [0u8; MAX_SIGNATURE_BYTES];
+        let len = match URL_SAFE_NO_PAD.decode_slice(signature_b64, &mut signature) {
+            Ok(len) => len,
+            // Valid base64url, just longer than any RSA signature we verify.
+            Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+                return Err(VerifyError::BadSignature);
+            }
+            Err(base64::DecodeSliceError::DecodeError(_)) => return Err(not_jws()),
+        };
+        key.verify_rs256(message.as_bytes(), &signature[..len])
+            .map_err(|_| VerifyError::BadSignature)?;
+
+        let payload = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| not_jws())?;
+        let claims: AccessClaims =
+            serde_json::from_slice(&payload).map_err(|e| match missing_field(&e.to_string()) {
+                Some(claim) => VerifyError::MissingClaim(claim),
+                None => VerifyError::Malformed("claims do not match the access-token profile"),
+            })?;
+        self.check_claims(&claims, now_secs())?;
+        if let Some(scope) = &self.required_scope
+            && !claims.has_scope(scope)
+        {
+            return Err(VerifyError::InsufficientScope(scope.clone()));
+        }
+        Ok(claims)
+    }
+
+    /// Time and audience checks, in `jsonwebtoken::validate`'s order. `exp`, `iss`, `aud`,
+    /// `sub` are present: [`AccessClaims`] does not deserialize without them.
+    fn check_claims(&self, claims: &AccessClaims, now: u64) -> Result<(), VerifyError> {
+        if claims.exp < now.saturating_sub(self.leeway) {
+            return Err(VerifyError::Expired);
+        }
+        // `nbf` is 0 when absent: no constraint.
+        if claims.nbf > now.saturating_add(self.leeway) {
+            return Err(VerifyError::NotYetValid);
+        }
+        if claims.iss != self.issuer {
+            return Err(VerifyError::WrongIssuer);
+        }
+        if claims.aud != self.audience {
+            return Err(VerifyError::WrongAudience);
+        }
+        Ok(())
+    }
+
+    /// The reference: the same verification by `jsonwebtoken::decode`, as before the fast path.
+    #[cfg(test)]
+    fn verify_reference(&self, token: &str) -> Result<AccessClaims, VerifyError> {
+        let set = self.keys.current();
+        let key = inspect(token, |kid| set.get(kid))?.ok_or(VerifyError::UnknownKid)?;
         let data =
             jsonwebtoken::decode::<AccessClaims>(token, key.decoding_key(), &self.validation)
                 .map_err(map_jwt_error)?;
@@ -251,6 +388,11 @@ impl Verifier {
         }
         Ok(claims)
     }
+}
+
+/// Now, whole seconds since the Unix epoch (what `jsonwebtoken` compares `exp`/`nbf` with).
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Checks size, shape, `alg`, `typ` and `crit`, then hands the `kid` to `with_kid`. The
@@ -300,6 +442,7 @@ fn inspect<R>(token: &str, with_kid: impl FnOnce(&str) -> R) -> Result<R, Verify
     }
 }
 
+#[cfg(test)]
 fn map_jwt_error(err: jsonwebtoken::errors::Error) -> VerifyError {
     match err.kind() {
         ErrorKind::InvalidSignature => VerifyError::BadSignature,
@@ -327,6 +470,7 @@ fn map_jwt_error(err: jsonwebtoken::errors::Error) -> VerifyError {
 const KNOWN_CLAIMS: &[&str] =
     &["iss", "aud", "sub", "exp", "iat", "nbf", "preferred_username", "jti", "sid"];
 
+#[cfg(test)]
 fn claim_name(name: &str) -> &'static str {
     KNOWN_CLAIMS.iter().copied().find(|c| *c == name).unwrap_or("required")
 }
@@ -457,6 +601,156 @@ mod tests {
         for (name, token, want) in cases {
             assert_eq!(v.verify_now(&token), Err(want), "{name}");
         }
+    }
+
+    /// Signs `header.payload` as given (any bytes), RS256, with `key`.
+    fn sign_raw(key: &TestKey, header: &str, payload: &str) -> String {
+        let message = format!("{header}.{payload}");
+        let sig = jsonwebtoken::crypto::sign(
+            message.as_bytes(),
+            &EncodingKey::from_rsa_pem(key.private_pem.as_bytes()).unwrap(),
+            Algorithm::RS256,
+        )
+        .unwrap();
+        format!("{message}.{sig}")
+    }
+
+    #[test]
+    fn the_fast_path_answers_exactly_like_jsonwebtoken_decode() {
+        let key = TestKey::generate();
+        let other = TestKey::generate();
+        let v = verifier(&key);
+        let now = now();
+        let sign = |c: &Value| key.sign(&key.header(), c);
+        let b64 = |s: &str| URL_SAFE_NO_PAD.encode(s.as_bytes());
+        let header = b64(&serde_json::to_string(&key.header()).unwrap());
+        let good = sign(&claims());
+        let (good_message, good_sig) = good.rsplit_once('.').unwrap();
+        let mut known_kid = other.header();
+        known_kid.kid = Some(key.kid.clone());
+        let claims_text = claims().to_string();
+
+        let mut tokens: Vec<(&str, String)> = vec![
+            ("good", good.clone()),
+            ("extra claims", sign(&with(claims(), "extra", json!({"a": [1, 2]})))),
+            ("foreign key", other.sign(&known_kid, &claims())),
+            ("unknown kid", other.sign(&other.header(), &claims())),
+            ("aud array", sign(&with(claims(), "aud", json!([AUD])))),
+            ("iss array", sign(&with(claims(), "iss", json!([ISS])))),
+            ("empty iss", sign(&with(claims(), "iss", json!("")))),
+            ("exp float", sign(&with(claims(), "exp", json!(now as f64 + 100.5)))),
+            ("exp string", sign(&with(claims(), "exp", json!("soon")))),
+            ("exp negative", sign(&with(claims(), "exp", json!(-5)))),
+            ("exp zero", sign(&with(claims(), "exp", json!(0)))),
+            ("exp max", sign(&with(claims(), "exp", json!(u64::MAX)))),
+            ("exp at the leeway edge", sign(&with(claims(), "exp", json!(now - 29)))),
+            ("exp past the leeway edge", sign(&with(claims(), "exp", json!(now - 32)))),
+            ("nbf at the leeway edge", sign(&with(claims(), "nbf", json!(now + 29)))),
+            ("nbf past the leeway edge", sign(&with(claims(), "nbf", json!(now + 32)))),
+            ("nbf null", sign(&with(claims(), "nbf", json!(null)))),
+            ("nbf max", sign(&with(claims(), "nbf", json!(u64::MAX)))),
+            (
+                "expired and wrong iss",
+                sign(&with(with(claims(), "exp", json!(1)), "iss", json!("x"))),
+            ),
+            (
+                "wrong iss and aud",
+                sign(&with(with(claims(), "aud", json!("x")), "iss", json!("x"))),
+            ),
+            ("sub number", sign(&with(claims(), "sub", json!(5)))),
+            ("no sub", sign(&without(claims(), "sub"))),
+            ("no aud", sign(&without(claims(), "aud"))),
+            ("no iss", sign(&without(claims(), "iss"))),
+            ("no preferred_username", sign(&without(claims(), "preferred_username"))),
+            ("scope not a string", sign(&with(claims(), "scope", json!(["articles:read"])))),
+            ("scope without the word", sign(&with(claims(), "scope", json!("articles:readx")))),
+            ("claims an array", sign(&json!([1, 2]))),
+            ("padded signature", format!("{good}==")),
+            ("signature not base64url", format!("{good_message}.{}*", &good_sig[1..])),
+            ("signature shortened", format!("{good_message}.{}", &good_sig[4..])),
+            ("signature of 2000 bytes", format!("{good_message}.{}", "A".repeat(2667))),
+            ("signature empty", format!("{good_message}.")),
+            (
+                "payload swapped",
+                format!("{header}.{}.{good_sig}", b64(&claims_text.replace("alice", "admin"))),
+            ),
+            ("signed payload not base64url", sign_raw(&key, &header, "!!not-base64!!")),
+            ("signed payload not JSON", sign_raw(&key, &header, &b64("not json"))),
+            (
+                "signed payload with padding",
+                sign_raw(&key, &header, &format!("{}=", b64(&claims_text))),
+            ),
+            (
+                "signed duplicate exp",
+                sign_raw(
+                    &key,
+                    &header,
+                    &b64(&claims_text.replacen('{', &format!("{{\"exp\":{},", now + 99), 1)),
+                ),
+            ),
+            ("signed good raw", sign_raw(&key, &header, &b64(&claims_text))),
+        ];
+        tokens.push(("two dots only", "..".into()));
+        for (name, token) in &tokens {
+            assert_eq!(v.verify_now(token), v.verify_reference(token), "{name}");
+        }
+        assert!(v.verify_now(&good).is_ok());
+    }
+
+    #[test]
+    fn a_cached_token_is_still_refused_once_expired_and_after_a_key_change() {
+        let key = TestKey::generate();
+        let v = verifier(&key);
+        let cache = v.cache.as_ref().unwrap();
+        let token = key.sign(&key.header(), &claims());
+        let first = v.verify_now_shared(&token).unwrap();
+        let again = v.verify_now_shared(&token).unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "the second verification is a cache hit");
+        assert_eq!(cache.len(), 1);
+
+        // Past exp + leeway, the entry is not used (and dropped).
+        let set = v.keys().current();
+        let late = first.exp + v.leeway + 1;
+        assert!(cache.get(&token, &set, late, v.leeway).is_none());
+        assert_eq!(cache.len(), 0);
+        drop(set);
+
+        // A new key set (here: the same key under a fresh set) empties the cache first.
+        v.verify_now_shared(&token).unwrap();
+        v.keys().replace(KeySet::from_keys([key.public()]));
+        let after = v.verify_now_shared(&token).unwrap();
+        assert!(!Arc::ptr_eq(&first, &after));
+
+        // The key is removed: the cached token is refused at once.
+        v.keys().replace(KeySet::from_keys([TestKey::generate().public()]));
+        assert_eq!(v.verify_now(&token), Err(VerifyError::UnknownKid));
+    }
+
+    #[test]
+    fn failures_are_never_cached_and_a_tampered_token_misses() {
+        let key = TestKey::generate();
+        let v = verifier(&key);
+        let token = key.sign(&key.header(), &claims());
+        v.verify_now(&token).unwrap();
+        let mut tampered = token.clone();
+        tampered.pop();
+        tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+        assert_eq!(v.verify_now(&tampered), Err(VerifyError::BadSignature));
+        assert_eq!(v.verify_now(&tampered), Err(VerifyError::BadSignature));
+        assert_eq!(v.cache.as_ref().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_cache_stays_bounded() {
+        let key = TestKey::generate();
+        let keys = Keys::new(Nothing, KeySet::from_keys([key.public()]));
+        let v = Verifier::new(VerifierConfig::new(ISS, AUD).token_cache(20), Arc::new(keys));
+        for i in 0..100 {
+            let token = key.sign(&key.header(), &with(claims(), "jti", json!(format!("j{i}"))));
+            v.verify_now(&token).unwrap();
+        }
+        let len = v.cache.as_ref().unwrap().len();
+        assert!(len <= 32 && len > 0, "{len}");
     }
 
     #[test]

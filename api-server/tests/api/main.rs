@@ -10,6 +10,7 @@ mod insecure_test_keys;
 mod jwks_mode;
 mod key_reload;
 mod limits;
+mod observability;
 mod openapi;
 mod rotation;
 mod shutdown;
