@@ -7,9 +7,10 @@
 pub mod config;
 pub mod error;
 pub mod keys;
-pub mod limits;
-pub mod openapi;
 pub mod keys_cli;
+pub mod limits;
+pub mod metrics;
+pub mod openapi;
 pub mod passwords;
 pub mod reload;
 pub mod routes;
@@ -109,10 +110,10 @@ impl Application {
             }
         });
 
+        metrics::init();
         let hasher = Hasher::new(settings.hash_concurrency, settings.hash_queue);
         let dummy_phc = hasher.dummy_hash().await.map_err(|e| StartError::Other(e.to_string()))?;
-        let accounts =
-            Accounts::new(store.clone(), hasher, dummy_phc, settings.throttle.clone());
+        let accounts = Accounts::new(store.clone(), hasher, dummy_phc, settings.throttle.clone());
         let policy = Policy {
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
@@ -143,6 +144,8 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(limits::check))
+                .wrap(shared::metrics::HttpMetrics)
+                .wrap(shared::request_id::RequestIdMiddleware)
                 .wrap(access_log())
                 .app_data(state.clone())
                 .app_data(verifier.clone())
@@ -189,7 +192,7 @@ impl Application {
 /// The access log: method, path (never the query string), status, size, time. Never the
 /// `Authorization` header, cookies or bodies.
 fn access_log() -> Logger {
-    Logger::new(r#"%a "%{method}xi %{path}xi" %s %b %Dms"#)
+    Logger::new(r#"%a "%{method}xi %{path}xi" %s %b %Dms %{x-request-id}o"#)
         .custom_request_replace("method", |req: &ServiceRequest| req.method().to_string())
         .custom_request_replace("path", |req: &ServiceRequest| req.path().to_owned())
         .log_target("auth_server::access")

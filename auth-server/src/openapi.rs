@@ -161,6 +161,7 @@ pub struct Ready {
         routes::metadata,
         routes::healthz,
         routes::readyz,
+        routes::metrics,
         routes::openapi_json,
     ),
     modifiers(&BearerAuth)

@@ -208,7 +208,11 @@ impl Hasher {
         // the job, so it is released when the hashing ends, even if the request has gone.
         let admission = self.admitted.clone().try_acquire_owned().map_err(|_| HashError::Busy)?;
         let (done, result) = tokio::sync::oneshot::channel();
+        // `auth_argon2_queue_depth` until a hashing thread takes the job, then `_running`.
+        let queued = crate::metrics::Argon2Queued::enter();
         let job: Job = Box::new(move || {
+            drop(queued);
+            let _running = crate::metrics::Argon2Running::enter();
             let _admission = admission;
             let _ = done.send(work());
         });

@@ -59,6 +59,7 @@ pub const ROUTES: &[(&str, &[Method])] = &[
     ("/.well-known/oauth-authorization-server", &[Method::GET]),
     ("/healthz", &[Method::GET]),
     ("/readyz", &[Method::GET]),
+    ("/metrics", &[Method::GET]),
     ("/openapi.json", &[Method::GET]),
 ];
 
@@ -83,6 +84,7 @@ fn mount(path: &'static str, methods: &'static [Method]) -> Resource {
         "/.well-known/oauth-authorization-server" => r.route(web::get().to(metadata)),
         "/healthz" => r.route(web::get().to(healthz)),
         "/readyz" => r.route(web::get().to(readyz)),
+        "/metrics" => r.route(web::get().to(metrics)),
         "/openapi.json" => r.route(web::get().to(openapi_json)),
         // Every path of ROUTES has an arm; a test checks each answers its methods.
         _ => r,
@@ -165,7 +167,12 @@ pub(crate) async fn register(
         name: body.name,
     };
     let client = client_addr(&req, &state.settings.trusted_proxies);
-    let user = state.accounts.register(new, client).await.map_err(ApiError::from)?;
+    let user =
+        state.accounts.register(new, client).await.map_err(ApiError::from).inspect_err(|e| {
+            if e.code() == ErrorCode::RateLimited {
+                crate::metrics::throttled("register");
+            }
+        })?;
     Ok(HttpResponse::Created()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(Registered { id: user.id, username: user.username, name: user.name }))
@@ -203,13 +210,20 @@ pub(crate) async fn login(
 ) -> Result<HttpResponse> {
     let body = body.into_inner();
     let client = client_addr(&req, &state.settings.trusted_proxies);
-    let user = state
-        .accounts
-        .authenticate(&body.username, Password::new(body.password), client)
-        .await
-        .map_err(ApiError::from)?;
-    let issued = state.sessions.login(&user).await.map_err(ApiError::from)?;
-    Ok(token_response(&state.settings, issued))
+    let result = async {
+        let user = state
+            .accounts
+            .authenticate(&body.username, Password::new(body.password), client)
+            .await
+            .map_err(ApiError::from)?;
+        state.sessions.login(&user).await.map_err(ApiError::from)
+    }
+    .await;
+    crate::metrics::login(result.as_ref().map_or_else(|e| e.code().as_str(), |_| "success"));
+    if matches!(&result, Err(e) if e.code() == ErrorCode::RateLimited) {
+        crate::metrics::throttled("login");
+    }
+    Ok(token_response(&state.settings, result?))
 }
 
 #[utoipa::path(
@@ -328,6 +342,18 @@ pub fn metadata_json(issuer: &str) -> String {
         "scopes_supported": [shared::claims::ARTICLES_READ_SCOPE],
     })
     .to_string()
+}
+
+/// `GET /metrics`: Prometheus text format; the active kid is read at each scrape.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain; version=0.0.4", body = String))
+)]
+pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    crate::metrics::signing_key(state.keys.load().signer().kid());
+    shared::metrics::metrics_response()
 }
 
 #[utoipa::path(

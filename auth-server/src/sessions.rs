@@ -14,6 +14,7 @@ use shared::claims::ARTICLES_READ_SCOPE;
 
 use crate::error::SessionError;
 use crate::keys::KeyRing;
+use crate::metrics;
 use crate::store::{NewSession, RotateOutcome, Rotation, SessionData, Store, UserRecord};
 use crate::tokens::{RefreshToken, SessionId, open_successor, seal_successor};
 
@@ -94,8 +95,10 @@ impl Sessions {
     /// Rotates `presented` (as the client sent it): a new pair, the same pair again within the
     /// grace, or `invalid_grant` (and the session revoked when a spent token comes back).
     pub async fn refresh(&self, presented: &str) -> Result<Issued, SessionError> {
-        let presented = RefreshToken::parse(presented)
-            .map_err(|_| SessionError::InvalidGrant("malformed refresh token"))?;
+        let presented = RefreshToken::parse(presented).map_err(|_| {
+            metrics::refresh("unknown");
+            SessionError::InvalidGrant("malformed refresh token")
+        })?;
         let sid = presented.sid();
         let successor = presented.successor()?;
         let sealed = seal_successor(&presented, &successor)?;
@@ -112,7 +115,15 @@ impl Sessions {
                 refresh_ttl_ms: millis(self.policy.refresh_ttl),
                 max_age_ms: millis(self.policy.max_age),
             })
-            .await?;
+            .await
+            .inspect_err(|_| metrics::refresh("error"))?;
+        metrics::refresh(match &outcome {
+            RotateOutcome::Rotated { .. } => "rotated",
+            RotateOutcome::Replay { .. } => "replay",
+            RotateOutcome::Reuse { .. } => "reuse",
+            RotateOutcome::Expired { .. } => "expired",
+            RotateOutcome::Unknown => "unknown",
+        });
         match outcome {
             RotateOutcome::Rotated { session } => self.issue(&session, &sid, successor, now),
             RotateOutcome::Replay { session, sealed_successor, rotated_ms } => {
@@ -125,10 +136,12 @@ impl Sessions {
                 log::warn!(
                     "session {sid} of user {uid}: spent refresh token presented, session revoked"
                 );
+                metrics::sessions_revoked("reuse", 1);
                 self.forget(&uid, &sid).await;
                 Err(SessionError::InvalidGrant("spent refresh token: session revoked"))
             }
             RotateOutcome::Expired { uid } => {
+                metrics::sessions_revoked("max_age", 1);
                 self.forget(&uid, &sid).await;
                 Err(SessionError::InvalidGrant("session reached its maximum age"))
             }
@@ -145,6 +158,7 @@ impl Sessions {
         let sid = presented.sid();
         if let Some(uid) = self.store.end_session(&sid, &presented.hash()).await? {
             log::info!("session {sid} of user {uid} ended by logout");
+            metrics::sessions_revoked("logout", 1);
             self.forget(&uid, &sid).await;
         }
         Ok(())
@@ -154,6 +168,7 @@ impl Sessions {
     pub async fn logout_all(&self, uid: &str) -> Result<(), SessionError> {
         let count = self.store.end_all_sessions(uid).await?;
         log::info!("user {uid}: logged out everywhere ({count} session ids)");
+        metrics::sessions_revoked("logout_all", u64::try_from(count).unwrap_or(u64::MAX));
         Ok(())
     }
 

@@ -379,10 +379,14 @@ impl Store {
         &self,
         fut: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, fut).await {
+        let result = match tokio::time::timeout(self.timeout, fut).await {
             Ok(result) => result.map_err(StoreError::from),
             Err(_) => Err(StoreError::Unavailable(format!("no answer within {:?}", self.timeout))),
+        };
+        if result.is_err() {
+            crate::metrics::redis_error();
         }
+        result
     }
 
     /// `PING`.

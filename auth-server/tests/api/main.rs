@@ -13,6 +13,7 @@ mod keys_cli;
 mod limits;
 mod login;
 mod logout;
+mod observability;
 mod openapi;
 mod outage;
 mod refresh;

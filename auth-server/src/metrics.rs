@@ -1,0 +1,194 @@
+//! The auth server's own Prometheus series, beside the shared HTTP ones
+//! ([`shared::metrics`]); all in the process's default registry, served by `GET /metrics`.
+//!
+//! | series | labels | what |
+//! |---|---|---|
+//! | `auth_logins_total` | `outcome`: `success` or the error code (`invalid_credentials`, `rate_limited`, `unavailable`, ...) | `POST /login` answers |
+//! | `auth_refresh_total` | `outcome`: `rotated`, `replay`, `reuse`, `unknown`, `expired`, `error` | `POST /token` rotations |
+//! | `auth_refresh_reuse_detected_total` | | spent refresh tokens presented again: **a security signal** (a stolen token, or a buggy client) |
+//! | `auth_sessions_revoked_total` | `reason`: `logout`, `logout_all`, `reuse`, `max_age` | sessions ended |
+//! | `auth_throttled_total` | `limit`: which limit answered 429 | throttled requests |
+//! | `auth_argon2_queue_depth` | | password checks waiting for a hashing slot |
+//! | `auth_argon2_running` | | password checks hashing right now |
+//! | `auth_redis_errors_total` | | Redis commands that failed or timed out |
+//! | `auth_signing_key_info` | `kid` | 1 for the key signing new tokens |
+//!
+//! Every update is one atomic operation on a series resolved once.
+
+use std::sync::LazyLock;
+
+use shared::metrics::prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
+use shared::metrics::{counter, counter_vec, gauge, gauge_vec};
+
+static LOGINS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "auth_logins_total",
+        "POST /login answers, by outcome: success, or the error code answered.",
+        &["outcome"],
+    )
+});
+
+static REFRESHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "auth_refresh_total",
+        "POST /token refresh-token rotations, by outcome: rotated, replay (within the reuse grace), reuse (spent token: session revoked), unknown, expired, error.",
+        &["outcome"],
+    )
+});
+
+static REUSE_DETECTED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "auth_refresh_reuse_detected_total",
+        "Spent refresh tokens presented again after the grace (RFC 9700 reuse detection): a stolen token or a broken client. Each revoked its session.",
+    )
+});
+
+static SESSIONS_REVOKED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "auth_sessions_revoked_total",
+        "Sessions ended, by reason: logout, logout_all, reuse, max_age.",
+        &["reason"],
+    )
+});
+
+static THROTTLED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "auth_throttled_total",
+        "Requests answered 429 rate_limited, by the limit that refused them.",
+        &["limit"],
+    )
+});
+
+static ARGON2_QUEUED: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge("auth_argon2_queue_depth", "Password hashings waiting for a free hashing slot.")
+});
+
+static ARGON2_RUNNING: LazyLock<IntGauge> =
+    LazyLock::new(|| gauge("auth_argon2_running", "Password hashings running now."));
+
+static REDIS_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter("auth_redis_errors_total", "Redis commands that failed or got no answer in time.")
+});
+
+static SIGNING_KEY: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "auth_signing_key_info",
+        "1 for the key (kid) that signs new access tokens.",
+        &["kid"],
+    )
+});
+
+/// Registers every series, so each shows (at 0) from the first scrape on.
+pub fn init() {
+    for outcome in ["success", "invalid_credentials", "rate_limited", "unavailable"] {
+        LOGINS.with_label_values(&[outcome]);
+    }
+    for outcome in ["rotated", "replay", "reuse", "unknown", "expired", "error"] {
+        REFRESHES.with_label_values(&[outcome]);
+    }
+    for reason in ["logout", "logout_all", "reuse", "max_age"] {
+        SESSIONS_REVOKED.with_label_values(&[reason]);
+    }
+    LazyLock::force(&THROTTLED);
+    LazyLock::force(&REUSE_DETECTED);
+    LazyLock::force(&ARGON2_QUEUED);
+    LazyLock::force(&ARGON2_RUNNING);
+    LazyLock::force(&REDIS_ERRORS);
+    LazyLock::force(&SIGNING_KEY);
+}
+
+/// A `POST /login` answer: `success`, or the contract's error code (`invalid_credentials`,
+/// `rate_limited`, `unavailable`, `invalid_request`, `internal_error`).
+pub fn login(outcome: &'static str) {
+    LOGINS.with_label_values(&[outcome]).inc();
+}
+
+/// A refresh-token rotation: `rotated`, `replay`, `reuse`, `unknown`, `expired` or `error`.
+pub fn refresh(outcome: &'static str) {
+    REFRESHES.with_label_values(&[outcome]).inc();
+    if outcome == "reuse" {
+        REUSE_DETECTED.inc();
+    }
+}
+
+/// `count` sessions ended for `reason` (`logout`, `logout_all`, `reuse`, `max_age`).
+pub fn sessions_revoked(reason: &'static str, count: u64) {
+    SESSIONS_REVOKED.with_label_values(&[reason]).inc_by(count);
+}
+
+/// A request refused with 429 by `limit` (e.g. `login_username`, `login_address`,
+/// `register_address`): for the throttling code to call.
+pub fn throttled(limit: &'static str) {
+    THROTTLED.with_label_values(&[limit]).inc();
+}
+
+/// A Redis command failed or timed out.
+pub fn redis_error() {
+    REDIS_ERRORS.inc();
+}
+
+/// Sets `auth_signing_key_info` to `kid` alone.
+pub fn signing_key(kid: &str) {
+    if SIGNING_KEY.with_label_values(&[kid]).get() != 1 {
+        SIGNING_KEY.reset();
+        SIGNING_KEY.with_label_values(&[kid]).set(1);
+    }
+}
+
+/// Held while a hashing waits for a slot: counts it in `auth_argon2_queue_depth`, also when
+/// the waiting request goes away.
+#[derive(Debug)]
+pub struct Argon2Queued(());
+
+impl Argon2Queued {
+    /// Counts one more waiting hashing until dropped.
+    pub fn enter() -> Self {
+        ARGON2_QUEUED.inc();
+        Self(())
+    }
+}
+
+impl Drop for Argon2Queued {
+    fn drop(&mut self) {
+        ARGON2_QUEUED.dec();
+    }
+}
+
+/// Held while a hashing runs: counts it in `auth_argon2_running`.
+#[derive(Debug)]
+pub struct Argon2Running(());
+
+impl Argon2Running {
+    /// Counts one more running hashing until dropped.
+    pub fn enter() -> Self {
+        ARGON2_RUNNING.inc();
+        Self(())
+    }
+}
+
+impl Drop for Argon2Running {
+    fn drop(&mut self) {
+        ARGON2_RUNNING.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signing_key_series_names_one_kid() {
+        signing_key("kid-a");
+        signing_key("kid-b");
+        assert_eq!(SIGNING_KEY.with_label_values(&["kid-b"]).get(), 1);
+        let text = shared::metrics::render();
+        assert!(!text.contains("kid=\"kid-a\""), "{text}");
+    }
+
+    #[test]
+    fn a_reuse_is_also_a_detection() {
+        let before = REUSE_DETECTED.get();
+        refresh("reuse");
+        assert!(REUSE_DETECTED.get() > before);
+    }
+}
