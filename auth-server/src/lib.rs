@@ -8,7 +8,6 @@ pub mod config;
 pub mod error;
 pub mod keys;
 pub mod keys_cli;
-pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod passwords;
@@ -143,7 +142,7 @@ impl Application {
         });
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(actix_web::middleware::from_fn(limits::check))
+                .wrap(actix_web::middleware::from_fn(shared::limits::check))
                 .wrap(shared::metrics::HttpMetrics)
                 .wrap(shared::request_id::RequestIdMiddleware)
                 .wrap(access_log())
@@ -155,9 +154,9 @@ impl Application {
                 .app_data(shared::error::query_config())
                 .configure(routes::configure)
         })
-        .client_request_timeout(limits::CLIENT_REQUEST_TIMEOUT)
-        .client_disconnect_timeout(limits::CLIENT_DISCONNECT_TIMEOUT)
-        .keep_alive(limits::KEEP_ALIVE)
+        .client_request_timeout(shared::limits::CLIENT_REQUEST_TIMEOUT)
+        .client_disconnect_timeout(shared::limits::CLIENT_DISCONNECT_TIMEOUT)
+        .keep_alive(shared::limits::KEEP_ALIVE)
         // SIGTERM/SIGINT: stop accepting, let in-flight requests finish for this long, exit.
         .shutdown_timeout(shutdown_timeout)
         .listen(listener)
