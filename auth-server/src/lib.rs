@@ -53,6 +53,9 @@ pub enum StartError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The SIGTERM/SIGINT handlers could not be installed.
+    #[error("cannot install the signal handlers: {0}")]
+    Signals(std::io::Error),
     /// Anything else at start-up (hashing, a crashed blocking task).
     #[error("{0}")]
     Other(String),
@@ -130,6 +133,7 @@ impl Application {
             .map_err(|source| StartError::Bind { addr: settings.bind.clone(), source })?
             .port();
 
+        let shutdown_signal = shared::shutdown::signal().map_err(StartError::Signals)?;
         let shutdown_timeout = settings.shutdown_timeout.as_secs();
         let state = web::Data::new(AppState {
             metadata: routes::metadata_json(&settings.issuer),
@@ -157,7 +161,11 @@ impl Application {
         .client_request_timeout(shared::limits::CLIENT_REQUEST_TIMEOUT)
         .client_disconnect_timeout(shared::limits::CLIENT_DISCONNECT_TIMEOUT)
         .keep_alive(shared::limits::KEEP_ALIVE)
-        // SIGTERM/SIGINT: stop accepting, let in-flight requests finish for this long, exit.
+        // SIGTERM and SIGINT alike (actix's own handling drops in-flight requests on SIGINT):
+        // stop accepting, let in-flight requests finish for at most `AUTH_SHUTDOWN_TIMEOUT`,
+        // then `run_until_stopped` returns (exit 0).
+        .disable_signals()
+        .shutdown_signal(shutdown_signal)
         .shutdown_timeout(shutdown_timeout)
         .listen(listener)
         .map_err(|source| StartError::Bind { addr: "listener".into(), source })?
@@ -181,7 +189,7 @@ impl Application {
         self.verifier_keys.clone()
     }
 
-    /// Serves until the process gets SIGINT/SIGTERM; then stops accepting, lets in-flight
+    /// Serves until the process gets SIGTERM or SIGINT; then stops accepting, lets in-flight
     /// requests finish (at most `AUTH_SHUTDOWN_TIMEOUT`) and returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await

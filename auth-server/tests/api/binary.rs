@@ -63,9 +63,9 @@ impl Server {
             .unwrap()
     }
 
-    /// Sends SIGTERM (without waiting).
-    pub fn sigterm(&self) {
-        let status = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
+    /// Sends `signal` (as `kill` spells it: `-TERM`, `-INT`), without waiting.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([signal, &self.pid().to_string()]).status();
         assert!(status.unwrap().success());
     }
 

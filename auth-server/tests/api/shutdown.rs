@@ -1,4 +1,4 @@
-//! Graceful shutdown: SIGTERM stops accepting, lets in-flight requests finish, exits 0.
+//! Graceful shutdown: SIGTERM or SIGINT stops accepting, lets in-flight requests finish, exits 0.
 
 use std::time::{Duration, Instant};
 
@@ -9,15 +9,19 @@ use crate::binary::Server;
 use crate::helpers::{PASSWORD, unique_user};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logins_in_flight_when_sigterm_arrives_complete_with_200_and_the_process_exits_0() {
+async fn logins_in_flight_at_sigterm_or_sigint_complete_with_200_and_the_process_exits_0() {
     let redis = RedisServer::start();
+    for signal in ["-TERM", "-INT"] {
+        logins_in_flight_complete_after(&redis, signal).await;
+    }
+}
+
+async fn logins_in_flight_complete_after(redis: &RedisServer, signal: &str) {
     // One hashing slot: eight logins take a while, one after the other. (Concurrent attempts
     // on one username count against its limit until they succeed: raise it.)
-    let mut server = Server::start(
-        &redis,
-        &[("AUTH_HASH_CONCURRENCY", "1"), ("AUTH_LOGIN_MAX_FAILURES", "100")],
-    )
-    .await;
+    let mut server =
+        Server::start(redis, &[("AUTH_HASH_CONCURRENCY", "1"), ("AUTH_LOGIN_MAX_FAILURES", "100")])
+            .await;
     let client = reqwest::Client::new();
     let username = unique_user("graceful");
     let body = json!({ "username": username, "password": PASSWORD });
@@ -34,19 +38,19 @@ async fn logins_in_flight_when_sigterm_arrives_complete_with_200_and_the_process
     }
     tokio::time::sleep(Duration::from_millis(60)).await;
     let signalled = Instant::now();
-    server.sigterm();
+    server.signal(signal);
 
     let mut after_signal = 0;
     for task in in_flight {
         let (status, done) = task.await.unwrap();
-        assert_eq!(status.expect("the request completed"), 200);
+        assert_eq!(status.expect("the request completed"), 200, "{signal}");
         if done > signalled {
             after_signal += 1;
         }
     }
-    assert!(after_signal > 0, "no request was still in flight at SIGTERM; the test proves nothing");
+    assert!(after_signal > 0, "{signal}: no request was still in flight; the test proves nothing");
     let status = server.wait_exit(Duration::from_secs(15)).expect("the process exits");
-    assert!(status.success(), "{status:?}");
+    assert!(status.success(), "{signal}: {status:?}");
     // And it no longer accepts.
-    assert!(client.get(server.url("/healthz")).send().await.is_err());
+    assert!(client.get(server.url("/healthz")).send().await.is_err(), "{signal}");
 }
