@@ -5,58 +5,16 @@
 //! - each handler carries its path, methods, body and every status it answers;
 //! - [`routes::ROUTES`] is the one list of routes: `routes::configure` mounts exactly it, and a
 //!   test checks the document lists exactly it;
-//! - types of `shared` (the error envelope, the token response) are described here by local
-//!   mirrors named like them, checked against the real types in the tests below;
-//! - statuses any route can answer (408, 414, 431, 500) are added to every operation by
-//!   [`document`], so no handler can forget them.
+//! - the error envelope is `shared::ErrorBody` / `shared::ErrorCode` themselves; the token
+//!   response is described by a local mirror named like `shared::TokenResponse`, checked
+//!   against the real type in the tests below;
+//! - statuses any route can answer (`shared::openapi::COMMON_ERRORS`: 408, 414, 431, 500) are
+//!   added to every operation by [`document`], so no handler can forget them.
 
-use utoipa::openapi::path::Operation;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{RefOr, Response, ResponseBuilder};
-use utoipa::{Modify, OpenApi, ToSchema};
+use shared::openapi::BearerAuth;
+use utoipa::{OpenApi, ToSchema};
 
 use crate::routes;
-
-/// The contract's error codes (mirror of `shared::ErrorCode`).
-#[derive(Debug, ToSchema)]
-#[schema(as = ErrorCode)]
-#[allow(dead_code)] // a schema only
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCodeSchema {
-    /// Malformed request: bad JSON, a bad field, a missing parameter.
-    InvalidRequest,
-    /// Wrong username or password (the same for both).
-    InvalidCredentials,
-    /// Refresh token unknown, expired, revoked or spent.
-    InvalidGrant,
-    /// Registration of a username that exists.
-    UsernameTaken,
-    /// Access token missing a valid signature or claim.
-    InvalidToken,
-    /// Access token valid but without the needed scope.
-    InsufficientScope,
-    /// No such resource.
-    NotFound,
-    /// Request body over the limit.
-    PayloadTooLarge,
-    /// Too many attempts; see `Retry-After`.
-    RateLimited,
-    /// Redis is down or the server is saturated; see `Retry-After`.
-    Unavailable,
-    /// Anything unexpected.
-    InternalError,
-}
-
-/// The error envelope of every error (mirror of `shared::ErrorBody`), RFC 6749 §5.2 style.
-#[derive(Debug, ToSchema)]
-#[schema(as = ErrorBody)]
-#[allow(dead_code)] // a schema only
-pub struct ErrorBodySchema {
-    /// Machine-readable code.
-    pub error: ErrorCodeSchema,
-    /// Human-readable reason.
-    pub error_description: String,
-}
 
 /// Login and refresh answer (mirror of `shared::TokenResponse`).
 #[derive(Debug, ToSchema)]
@@ -164,82 +122,21 @@ pub struct Ready {
         routes::metrics,
         routes::openapi_json,
     ),
+    components(schemas(shared::ErrorBody, shared::ErrorCode)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
 
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build(),
-            ),
-        );
-    }
-}
-
-/// The statuses every route can answer, whatever it does.
-const COMMON: &[(&str, &str)] = &[
-    ("408", "The request took too long (`invalid_request`)."),
-    ("414", "The request target is longer than 8 KiB (`invalid_request`)."),
-    ("431", "A header line is longer than 8 KiB (`invalid_request`)."),
-    ("500", "Unexpected failure (`internal_error`); never carries details."),
-];
-
-/// The document, with the statuses of [`COMMON`] on every operation.
+/// The document, with the statuses of `shared::openapi::COMMON_ERRORS` on every operation.
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
-    for item in doc.paths.paths.values_mut() {
-        for op in [
-            &mut item.get,
-            &mut item.post,
-            &mut item.put,
-            &mut item.delete,
-            &mut item.patch,
-            &mut item.head,
-            &mut item.options,
-            &mut item.trace,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            add_common(op);
-        }
-    }
+    shared::openapi::add_common_responses(&mut doc, shared::openapi::COMMON_ERRORS);
     doc
-}
-
-fn add_common(op: &mut Operation) {
-    for (status, description) in COMMON {
-        op.responses
-            .responses
-            .entry((*status).to_owned())
-            .or_insert_with(|| RefOr::T(error_response(description)));
-    }
-}
-
-fn error_response(description: &str) -> Response {
-    ResponseBuilder::new()
-        .description(description)
-        .content(
-            "application/json",
-            utoipa::openapi::ContentBuilder::new()
-                .schema(Some(RefOr::Ref(utoipa::openapi::Ref::from_schema_name("ErrorBody"))))
-                .build(),
-        )
-        .build()
 }
 
 /// The document as JSON, made once at start-up.
 pub fn json() -> String {
-    document().to_json().unwrap_or_else(|e| {
-        log::error!("cannot serialize the OpenAPI document: {e}");
-        "{}".to_owned()
-    })
+    shared::openapi::to_json(&document())
 }
 
 #[cfg(test)]
@@ -247,13 +144,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_error_code_mirror_lists_every_code_of_shared() {
+    fn the_error_code_schema_lists_every_code_of_shared() {
         let doc = serde_json::to_value(document()).unwrap();
         let listed = &doc["components"]["schemas"]["ErrorCode"]["enum"];
         let listed: Vec<&str> =
             listed.as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
         use shared::ErrorCode as C;
-        // An exhaustive match: a new code in `shared` does not compile until it is mirrored.
+        // An exhaustive match: a new code in `shared` does not compile until it is listed here.
         let all = |c: C| match c {
             C::InvalidRequest
             | C::InvalidCredentials
@@ -288,7 +185,7 @@ mod tests {
     }
 
     #[test]
-    fn the_mirrors_have_the_fields_of_the_shared_types() {
+    fn the_error_body_and_token_response_schemas_have_the_fields_of_the_shared_types() {
         let doc = serde_json::to_value(document()).unwrap();
         let schemas = &doc["components"]["schemas"];
         let fields = |name: &str| -> Vec<String> {
@@ -320,7 +217,7 @@ mod tests {
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
-                for (status, _) in COMMON {
+                for (status, _) in shared::openapi::COMMON_ERRORS {
                     assert!(op["responses"][status].is_object(), "{method} {path}: {status}");
                 }
             }

@@ -8,14 +8,12 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, Resource, web};
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
-use shared::{ApiError, Authenticated, ErrorCode, TokenResponse};
+use shared::{ApiError, Authenticated, ErrorBody, ErrorCode, TokenResponse};
 use utoipa::ToSchema;
 
 use crate::config::Settings;
 use crate::keys::KeyRing;
-use crate::openapi::{
-    ErrorBodySchema as ErrorBody, Health, Jwks, Metadata, Ready, TokenResponseSchema,
-};
+use crate::openapi::{Health, Jwks, Metadata, Ready, TokenResponseSchema};
 use crate::passwords::Password;
 use crate::sessions::{Issued, Sessions};
 use crate::store::Store;
