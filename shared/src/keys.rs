@@ -1,10 +1,13 @@
 //! Public signing keys: parsing, RFC 7638 `kid`, and their JWK form.
 //!
-//! A [`PublicKey`] is parsed once, when it is loaded (including aws-lc's own parsed form of
-//! the RSA key, so a verification does no DER parsing); verification then only looks it up by
-//! `kid` (a map key, never a path).
+//! A [`PublicKey`] is parsed once, when it is loaded, including aws-lc's own parsed form of
+//! the RSA key, which is registered with our `jsonwebtoken` crypto provider
+//! ([`crate::jwt_provider`]) so `jsonwebtoken::decode` verifies with it instead of parsing the
+//! DER again; verification then only looks the key up by `kid` (a map key, never a path).
 
-use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
+use std::sync::Arc;
+
+use aws_lc_rs::signature::ParsedPublicKey;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{
@@ -38,8 +41,11 @@ pub struct PublicKey {
     kid: String,
     bits: usize,
     decoding: DecodingKey,
-    /// The same key parsed by aws-lc for RS256 (PKCS#1 v1.5, SHA-256, 2048–8192 bits).
-    parsed: ParsedPublicKey,
+    /// The same key parsed by aws-lc for RS256 (PKCS#1 v1.5, SHA-256, 2048–8192 bits), shared
+    /// with every key of the same DER. The provider's registry refers to it weakly: it is
+    /// used by `jsonwebtoken::decode` while this key (or one with the same DER) lives.
+    #[allow(dead_code)] // Held for the registry's `Weak`.
+    parsed: Arc<ParsedPublicKey>,
     jwk: Jwk,
 }
 
@@ -52,6 +58,7 @@ impl std::fmt::Debug for PublicKey {
 impl PublicKey {
     /// Parses a PEM RSA public key (SPKI `PUBLIC KEY` or PKCS#1 `RSA PUBLIC KEY`).
     pub fn from_pem(pem: &[u8]) -> Result<Self, KeyError> {
+        crate::jwt_provider::install();
         let decoding = DecodingKey::from_rsa_pem(pem).map_err(|_| KeyError::NotRsaPem)?;
         Self::from_decoding_key(decoding)
     }
@@ -59,6 +66,7 @@ impl PublicKey {
     /// Builds a key from a JWK (as fetched from a JWKS). The JWK's own `kid` is ignored:
     /// the `kid` is always recomputed as the RFC 7638 thumbprint, so a JWKS cannot alias keys.
     pub fn from_jwk(jwk: &Jwk) -> Result<Self, KeyError> {
+        crate::jwt_provider::install();
         let AlgorithmParameters::RSA(rsa) = &jwk.algorithm else {
             return Err(KeyError::UnusableJwk);
         };
@@ -83,15 +91,18 @@ impl PublicKey {
             return Err(KeyError::TooSmall(bits));
         }
         let kid = bare.thumbprint(ThumbprintHash::SHA256).map_err(|_| KeyError::Thumbprint)?;
-        let parsed = match decoding.kind() {
-            DecodingKeyKind::SecretOrDer(der) => {
-                ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der)
-            }
+        // One form for every key, the DER `jsonwebtoken` verifies with, so the provider finds
+        // keys from a JWK (n, e) as well as from a PEM.
+        let decoding = match decoding.kind() {
+            DecodingKeyKind::SecretOrDer(_) => decoding,
             DecodingKeyKind::RsaModulusExponent { n, e } => {
-                ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, rsa_public_key_der(n, e))
+                DecodingKey::from_rsa_der(&rsa_public_key_der(n, e))
             }
-        }
-        .map_err(|_| KeyError::NotRsaPem)?;
+        };
+        let DecodingKeyKind::SecretOrDer(der) = decoding.kind() else {
+            return Err(KeyError::NotRsaPem);
+        };
+        let parsed = crate::jwt_provider::parse_and_register(der).ok_or(KeyError::NotRsaPem)?;
         let jwk = Jwk {
             common: CommonParameters {
                 public_key_use: Some(PublicKeyUse::Signature),
@@ -119,22 +130,11 @@ impl PublicKey {
         &self.decoding
     }
 
-    /// Checks an RS256 (RSASSA-PKCS1-v1_5 with SHA-256) `signature` over `message` with the
-    /// pre-parsed key: no key parsing per call.
-    pub fn verify_rs256(&self, message: &[u8], signature: &[u8]) -> Result<(), BadSignature> {
-        self.parsed.verify_sig(message, signature).map_err(|_| BadSignature)
-    }
-
     /// The JWK (`kty`, `kid`, `use: "sig"`, `alg: "RS256"`, `n`, `e`).
     pub fn jwk(&self) -> &Jwk {
         &self.jwk
     }
 }
-
-/// An RS256 signature that does not verify.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the signature does not verify")]
-pub struct BadSignature;
 
 /// The PKCS#1 `RSAPublicKey` DER (`SEQUENCE { INTEGER n, INTEGER e }`) of big-endian `n`, `e`.
 fn rsa_public_key_der(n: &[u8], e: &[u8]) -> Vec<u8> {
@@ -212,10 +212,13 @@ mod tests {
         assert_eq!(from_jwk.kid(), from_pem.kid());
         let token = key.sign(&key.header(), &serde_json::json!({"sub": "x"}));
         let (message, signature) = token.rsplit_once('.').unwrap();
-        let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+        let verify = |k: &PublicKey, message: &[u8]| {
+            jsonwebtoken::crypto::verify(signature, message, k.decoding_key(), Algorithm::RS256)
+                .unwrap()
+        };
         for k in [&from_pem, &from_jwk] {
-            assert_eq!(k.verify_rs256(message.as_bytes(), &signature), Ok(()));
-            assert_eq!(k.verify_rs256(b"other", &signature), Err(BadSignature));
+            assert!(verify(k, message.as_bytes()));
+            assert!(!verify(k, b"other"));
         }
     }
 

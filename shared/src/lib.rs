@@ -20,6 +20,7 @@ pub mod claims;
 pub mod duration;
 pub mod error;
 pub mod extract;
+pub mod jwt_provider;
 pub mod keys;
 pub mod keyset;
 pub mod limits;

@@ -6,18 +6,19 @@
 //! 3. header: `alg` must be `RS256` and `typ` must be `at+jwt` (checked by hand, RFC 9068 §4);
 //!    the header is otherwise read only for `kid`, a map key into the loaded [`KeySet`] (never a
 //!    path). `jku`, `x5u` and `jwk` are ignored: keys come only from our own source;
-//! 4. signature: RSASSA-PKCS1-v1_5 with SHA-256 over `header.payload`, with the key named by
-//!    `kid`, pre-parsed by aws-lc when the key was loaded (RS256 is the only algorithm: it is
-//!    never taken from the token);
-//! 5. claims: the payload deserializes into [`AccessClaims`] (`exp`, `iat`, `iss`, `aud`, `sub`
-//!    required), then `exp` and `nbf` are checked with the leeway, `iss` and `aud` exactly;
-//! 6. scope: the configured scope must be one of the space-separated `scope` words.
+//! 4. signature and claims: `jsonwebtoken::decode` with a [`Validation`] pinned to RS256 (the
+//!    algorithm is never taken from the token) does all the JWT parsing: it checks
+//!    RSASSA-PKCS1-v1_5 with SHA-256 over `header.payload` with the key named by `kid`,
+//!    deserializes the payload into [`AccessClaims`] (`exp`, `iat`, `iss`, `aud`, `sub`
+//!    required), checks `exp` and `nbf` with the leeway and `iss` and `aud` exactly; its errors
+//!    map onto [`VerifyError`];
+//! 5. scope: the configured scope must be one of the space-separated `scope` words.
 //!
-//! Steps 4 and 5 are what `jsonwebtoken::decode` with a `Validation` pinned to RS256 does, in
-//! the same order and with the same outcomes, without its per-call costs (re-parsing the key's
-//! DER, decoding the header again, parsing the claims twice). The unit tests hold the two to
-//! the same answers on a table of good and hostile tokens (`jsonwebtoken::decode` is kept
-//! there as the reference).
+//! Nothing here parses a JWS or checks a signature or claim by hand (steps 1 to 3 are policy
+//! checks on the header, before the library). The one per-call cost `decode` had that matters,
+//! aws-lc re-parsing the RSA key's DER for every token, is removed by our crypto provider
+//! ([`crate::jwt_provider`], installed by [`Verifier::new`]): it hands `decode` the aws-lc key
+//! parsed once when the key was loaded. The crypto is still aws-lc's, through `jsonwebtoken`.
 //!
 //! An unknown `kid` triggers one rate-limited re-read of the keys ([`Keys::refresh_for_unknown_kid`])
 //! before the token is refused, so a token signed right after a key rotation is accepted.
@@ -33,9 +34,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-#[cfg(test)]
 use jsonwebtoken::errors::ErrorKind;
-#[cfg(test)]
 use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
@@ -50,9 +49,6 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// Longest encoded JOSE header accepted (ours is about 130 bytes); decoded on the stack.
 const MAX_HEADER_B64: usize = 1024;
-
-/// Longest decoded signature: RSA-8192 (the largest key aws-lc verifies RS256 with).
-const MAX_SIGNATURE_BYTES: usize = 8192 / 8;
 
 /// Default clock-skew allowance (`API_LEEWAY`).
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
@@ -201,21 +197,19 @@ struct RawHeader<'a> {
 #[derive(Debug)]
 pub struct Verifier {
     keys: Arc<Keys>,
-    issuer: String,
-    audience: String,
     leeway: u64,
     required_scope: Option<String>,
     realm: String,
     cache: Option<TokenCache>,
-    /// The same rules for `jsonwebtoken::decode`: the reference the tests compare with.
-    #[cfg(test)]
+    /// What `jsonwebtoken::decode` checks: RS256 only, the required claims, `iss`, `aud`,
+    /// `exp` and `nbf` with the leeway.
     validation: Validation,
 }
 
 impl Verifier {
     /// A verifier accepting what `config` describes, with keys from `keys`.
     pub fn new(config: VerifierConfig, keys: Arc<Keys>) -> Self {
-        #[cfg(test)]
+        crate::jwt_provider::install();
         let validation = {
             // Pinned: the algorithm is ours, never the token's.
             let mut validation = Validation::new(Algorithm::RS256);
@@ -231,13 +225,10 @@ impl Verifier {
         };
         Self {
             keys,
-            issuer: config.issuer,
-            audience: config.audience,
             leeway: config.leeway.as_secs(),
             required_scope: config.required_scope,
             realm: config.realm,
             cache: (config.token_cache > 0).then(|| TokenCache::new(config.token_cache)),
-            #[cfg(test)]
             validation,
         }
     }
@@ -320,67 +311,12 @@ impl Verifier {
         self.verify_with_key(token, key)
     }
 
-    /// Steps 4 to 6 for a token whose shape and header [`inspect`] has accepted.
+    /// Steps 4 and 5 for a token whose shape and header [`inspect`] has accepted.
     fn verify_with_key(&self, token: &str, key: &PublicKey) -> Result<AccessClaims, VerifyError> {
-        let not_jws = || VerifyError::Malformed("not a valid compact JWS");
-        let (message, signature_b64) = token.rsplit_once('.').ok_or_else(not_jws)?;
-        let (_, payload_b64) = message.split_once('.').ok_or_else(not_jws)?;
-
-        let mut signature = [0u8; MAX_SIGNATURE_BYTES];
-        let len = match URL_SAFE_NO_PAD.decode_slice(signature_b64, &mut signature) {
-            Ok(len) => len,
-            // Valid base64url, just longer than any RSA signature we verify.
-            Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
-                return Err(VerifyError::BadSignature);
-            }
-            Err(base64::DecodeSliceError::DecodeError(_)) => return Err(not_jws()),
-        };
-        key.verify_rs256(message.as_bytes(), &signature[..len])
-            .map_err(|_| VerifyError::BadSignature)?;
-
-        let payload = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| not_jws())?;
-        let claims: AccessClaims =
-            serde_json::from_slice(&payload).map_err(|e| match missing_field(&e.to_string()) {
-                Some(claim) => VerifyError::MissingClaim(claim),
-                None => VerifyError::Malformed("claims do not match the access-token profile"),
-            })?;
-        self.check_claims(&claims, now_secs())?;
-        if let Some(scope) = &self.required_scope
-            && !claims.has_scope(scope)
-        {
-            return Err(VerifyError::InsufficientScope(scope.clone()));
-        }
-        Ok(claims)
-    }
-
-    /// Time and audience checks, in `jsonwebtoken::validate`'s order. `exp`, `iss`, `aud`,
-    /// `sub` are present: [`AccessClaims`] does not deserialize without them.
-    fn check_claims(&self, claims: &AccessClaims, now: u64) -> Result<(), VerifyError> {
-        if claims.exp < now.saturating_sub(self.leeway) {
-            return Err(VerifyError::Expired);
-        }
-        // `nbf` is 0 when absent: no constraint.
-        if claims.nbf > now.saturating_add(self.leeway) {
-            return Err(VerifyError::NotYetValid);
-        }
-        if claims.iss != self.issuer {
-            return Err(VerifyError::WrongIssuer);
-        }
-        if claims.aud != self.audience {
-            return Err(VerifyError::WrongAudience);
-        }
-        Ok(())
-    }
-
-    /// The reference: the same verification by `jsonwebtoken::decode`, as before the fast path.
-    #[cfg(test)]
-    fn verify_reference(&self, token: &str) -> Result<AccessClaims, VerifyError> {
-        let set = self.keys.current();
-        let key = inspect(token, |kid| set.get(kid))?.ok_or(VerifyError::UnknownKid)?;
-        let data =
+        let claims =
             jsonwebtoken::decode::<AccessClaims>(token, key.decoding_key(), &self.validation)
-                .map_err(map_jwt_error)?;
-        let claims = data.claims;
+                .map_err(map_jwt_error)?
+                .claims;
         if let Some(scope) = &self.required_scope
             && !claims.has_scope(scope)
         {
@@ -442,7 +378,7 @@ fn inspect<R>(token: &str, with_kid: impl FnOnce(&str) -> R) -> Result<R, Verify
     }
 }
 
-#[cfg(test)]
+/// `jsonwebtoken`'s errors as ours (static texts only: nothing from the token is echoed).
 fn map_jwt_error(err: jsonwebtoken::errors::Error) -> VerifyError {
     match err.kind() {
         ErrorKind::InvalidSignature => VerifyError::BadSignature,
@@ -470,7 +406,6 @@ fn map_jwt_error(err: jsonwebtoken::errors::Error) -> VerifyError {
 const KNOWN_CLAIMS: &[&str] =
     &["iss", "aud", "sub", "exp", "iat", "nbf", "preferred_username", "jti", "sid"];
 
-#[cfg(test)]
 fn claim_name(name: &str) -> &'static str {
     KNOWN_CLAIMS.iter().copied().find(|c| *c == name).unwrap_or("required")
 }
@@ -615,8 +550,29 @@ mod tests {
         format!("{message}.{sig}")
     }
 
+    /// The reference: `jsonwebtoken::decode` with the same key in (n, e) form, which our
+    /// provider hands to the stock aws-lc provider (no registry), then the same scope check.
+    fn verify_reference(v: &Verifier, token: &str) -> Result<AccessClaims, VerifyError> {
+        let set = v.keys.current();
+        let key = inspect(token, |kid| set.get(kid))?.ok_or(VerifyError::UnknownKid)?;
+        let jsonwebtoken::jwk::AlgorithmParameters::RSA(rsa) = &key.jwk().algorithm else {
+            unreachable!("RSA keys only");
+        };
+        let stock = jsonwebtoken::DecodingKey::from_rsa_components(&rsa.n, &rsa.e).unwrap();
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, &stock, &v.validation)
+            .map_err(map_jwt_error)?
+            .claims;
+        if let Some(scope) = &v.required_scope
+            && !claims.has_scope(scope)
+        {
+            return Err(VerifyError::InsufficientScope(scope.clone()));
+        }
+        Ok(claims)
+    }
+
     #[test]
-    fn the_fast_path_answers_exactly_like_jsonwebtoken_decode() {
+    fn the_registered_key_answers_exactly_like_the_stock_aws_lc_provider() {
+        assert!(crate::jwt_provider::install(), "our provider is the process default");
         let key = TestKey::generate();
         let other = TestKey::generate();
         let v = verifier(&key);
@@ -692,9 +648,56 @@ mod tests {
         ];
         tokens.push(("two dots only", "..".into()));
         for (name, token) in &tokens {
-            assert_eq!(v.verify_now(token), v.verify_reference(token), "{name}");
+            assert_eq!(v.verify_now(token), verify_reference(&v, token), "{name}");
         }
         assert!(v.verify_now(&good).is_ok());
+    }
+
+    fn slow_parses() -> u64 {
+        crate::jwt_provider::SLOW_PARSES.with(std::cell::Cell::get)
+    }
+
+    #[test]
+    fn a_loaded_key_is_never_parsed_again() {
+        assert!(crate::jwt_provider::install(), "our provider is the process default");
+        let key = TestKey::generate();
+        // No cache: every token goes through `jsonwebtoken::decode`.
+        let keys = Keys::new(Nothing, KeySet::from_keys([key.public()]));
+        let v = Verifier::new(VerifierConfig::new(ISS, AUD).token_cache(0), Arc::new(keys));
+        let before = slow_parses();
+        for i in 0..20 {
+            let token = key.sign(&key.header(), &with(claims(), "jti", json!(format!("j{i}"))));
+            v.verify_now(&token).unwrap();
+        }
+        let bad = key.sign(&key.header(), &with(claims(), "iss", json!("evil")));
+        assert_eq!(v.verify_now(&bad), Err(VerifyError::WrongIssuer));
+        assert_eq!(slow_parses(), before, "every verification used the registered key");
+
+        // A reload builds the same key again: it shares the parse, and the entry stays live
+        // after the first key is gone.
+        v.keys().replace(KeySet::from_keys([key.public()]));
+        let token = key.sign(&key.header(), &claims());
+        v.verify_now(&token).unwrap();
+        assert_eq!(slow_parses(), before);
+    }
+
+    #[test]
+    fn an_unregistered_key_still_verifies_the_slow_way() {
+        assert!(crate::jwt_provider::install(), "our provider is the process default");
+        let key = TestKey::generate();
+        let token = key.sign(&key.header(), &claims());
+        // `TestKey::generate` dropped its `PublicKey`: this DER has no live registry entry.
+        let pem = jsonwebtoken::DecodingKey::from_rsa_pem(key.public_pem.as_bytes()).unwrap();
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_audience(&[AUD]);
+        let before = slow_parses();
+        let data = jsonwebtoken::decode::<AccessClaims>(&token, &pem, &validation).unwrap();
+        assert_eq!(data.claims.preferred_username, "alice");
+        assert_eq!(slow_parses(), before + 1);
+        // Once loaded, the same DER is found.
+        let _loaded = key.public();
+        jsonwebtoken::decode::<AccessClaims>(&token, &pem, &validation).unwrap();
+        assert_eq!(slow_parses(), before + 1);
     }
 
     #[test]
