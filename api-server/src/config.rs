@@ -1,13 +1,15 @@
 //! Typed settings: built-in defaults → a TOML file → `API_*` environment variables.
 //!
-//! Every setting is read as text and parsed here, so that a bad value produces one line that
-//! names the environment variable (and the TOML key) and says what is wrong.
+//! Every setting is read as text (the layering is `shared::config`) and parsed here, so that a
+//! bad value produces one line that names the environment variable (and the TOML key) and says
+//! what is wrong.
 
-use std::collections::HashMap;
-use std::fmt;
 use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+pub use shared::config::ConfigError;
+use shared::config::{Layered, Setting, invalid};
 
 /// Where the public keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,55 +43,18 @@ pub struct Settings {
     pub token_cache: usize,
 }
 
-/// One setting: its TOML key, its environment variable and its default (`None`: unset).
-struct Def {
-    key: &'static str,
-    env: &'static str,
-    default: Option<&'static str>,
-}
-
-const DEFS: &[Def] = &[
-    Def { key: "bind", env: "API_BIND", default: Some("0.0.0.0:4000") },
-    Def { key: "keys_dir", env: "API_KEYS_DIR", default: Some("keys/public") },
-    Def { key: "jwks_url", env: "API_JWKS_URL", default: None },
-    Def { key: "issuer", env: "API_ISSUER", default: Some("http://localhost:5000") },
-    Def { key: "audience", env: "API_AUDIENCE", default: Some("articles-api") },
-    Def { key: "leeway", env: "API_LEEWAY", default: Some("30s") },
-    Def { key: "articles_file", env: "API_ARTICLES_FILE", default: None },
-    Def { key: "shutdown_timeout", env: "API_SHUTDOWN_TIMEOUT", default: Some("10s") },
-    Def { key: "token_cache", env: "API_TOKEN_CACHE", default: Some("4096") },
+/// Every setting: its TOML key, its environment variable and its default.
+const DEFS: &[Setting] = &[
+    Setting::new("bind", "API_BIND", "0.0.0.0:4000"),
+    Setting::new("keys_dir", "API_KEYS_DIR", "keys/public"),
+    Setting::optional("jwks_url", "API_JWKS_URL"),
+    Setting::new("issuer", "API_ISSUER", "http://localhost:5000"),
+    Setting::new("audience", "API_AUDIENCE", "articles-api"),
+    Setting::new("leeway", "API_LEEWAY", "30s"),
+    Setting::optional("articles_file", "API_ARTICLES_FILE"),
+    Setting::new("shutdown_timeout", "API_SHUTDOWN_TIMEOUT", "10s"),
+    Setting::new("token_cache", "API_TOKEN_CACHE", "4096"),
 ];
-
-/// Why the settings could not be loaded. `Display` is the one line printed at start-up.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The TOML file is missing or unreadable or not TOML.
-    #[error("config file {path}: {reason}")]
-    File {
-        /// The file given with `--config` / `API_CONFIG`.
-        path: PathBuf,
-        /// What went wrong, on one line.
-        reason: String,
-    },
-    /// A key in the TOML file that is not a setting (likely a typo).
-    #[error("config file {path}: unknown setting `{key}`")]
-    UnknownKey {
-        /// The file.
-        path: PathBuf,
-        /// The key.
-        key: String,
-    },
-    /// A setting with a bad value.
-    #[error("{env} (`{key}`): {reason}")]
-    Invalid {
-        /// The environment variable naming the setting.
-        env: &'static str,
-        /// Its TOML key.
-        key: &'static str,
-        /// What is wrong.
-        reason: String,
-    },
-}
 
 impl Settings {
     /// Loads the settings from the optional TOML file and the process environment.
@@ -103,74 +68,27 @@ impl Settings {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let env: HashMap<String, String> = env.into_iter().collect();
-        let mut builder = config::Config::builder();
-        for def in DEFS {
-            if let Some(default) = def.default {
-                builder = builder.set_default(def.key, default).map_err(|e| invalid(def, e))?;
-            }
-        }
-        if let Some(path) = file {
-            if !path.is_file() {
-                return Err(ConfigError::File {
-                    path: path.to_owned(),
-                    reason: "not found or not a file".into(),
-                });
-            }
-            let source = config::File::from(path.to_owned()).format(config::FileFormat::Toml);
-            let table = config::Config::builder()
-                .add_source(source.clone())
-                .build()
-                .and_then(|c| c.try_deserialize::<HashMap<String, config::Value>>())
-                .map_err(|e| file_error(path, &e))?;
-            if let Some(key) = table.keys().find(|k| !DEFS.iter().any(|d| d.key == k.as_str())) {
-                return Err(ConfigError::UnknownKey { path: path.to_owned(), key: key.clone() });
-            }
-            builder = builder.add_source(source);
-        }
-        for def in DEFS {
-            if let Some(value) = env.get(def.env) {
-                builder =
-                    builder.set_override(def.key, value.as_str()).map_err(|e| invalid(def, e))?;
-            }
-        }
-        let merged = builder.build().map_err(|e| match file {
-            Some(path) => file_error(path, &e),
-            None => ConfigError::File { path: PathBuf::new(), reason: one_line(&e.to_string()) },
-        })?;
-        Self::from_config(&merged)
+        Self::from_config(&Layered::load(DEFS, file, env)?)
     }
 
-    fn from_config(cfg: &config::Config) -> Result<Self, ConfigError> {
-        // An unset optional setting, or one set to the empty string, is `None`.
-        let optional = |key: &'static str| -> Result<Option<String>, ConfigError> {
-            match cfg.get_string(key) {
-                Ok(v) if v.trim().is_empty() => Ok(None),
-                Ok(v) => Ok(Some(v.trim().to_owned())),
-                Err(config::ConfigError::NotFound(_)) => Ok(None),
-                Err(e) => Err(invalid(def(key), e)),
-            }
-        };
-        let text = |key: &'static str| -> Result<(String, &'static Def), ConfigError> {
-            let def = def(key);
-            let value = cfg.get_string(key).map_err(|e| invalid(def, e))?;
-            Ok((value.trim().to_owned(), def))
-        };
-
-        let (bind, d) = text("bind")?;
+    fn from_config(cfg: &Layered) -> Result<Self, ConfigError> {
+        let (bind, d) = cfg.text("bind")?;
         if !bind.to_socket_addrs().is_ok_and(|mut addrs| addrs.next().is_some()) {
             return Err(invalid(d, format!("`{bind}` is not a host:port address")));
         }
 
-        let keys = match optional("jwks_url")? {
+        let keys = match cfg.optional("jwks_url")? {
             Some(url) => {
                 if !is_http_url(&url) {
-                    return Err(invalid(def("jwks_url"), format!("`{url}` is not an http(s) URL")));
+                    return Err(invalid(
+                        cfg.setting("jwks_url"),
+                        format!("`{url}` is not an http(s) URL"),
+                    ));
                 }
                 KeysFrom::Jwks(url)
             }
             None => {
-                let (dir, d) = text("keys_dir")?;
+                let (dir, d) = cfg.text("keys_dir")?;
                 if dir.is_empty() {
                     return Err(invalid(d, "must not be empty"));
                 }
@@ -178,20 +96,18 @@ impl Settings {
             }
         };
 
-        let (issuer, d) = text("issuer")?;
+        let (issuer, d) = cfg.text("issuer")?;
         if !is_http_url(&issuer) {
             return Err(invalid(d, format!("`{issuer}` is not an http(s) URL")));
         }
 
-        let (audience, d) = text("audience")?;
+        let (audience, d) = cfg.text("audience")?;
         if audience.is_empty() {
             return Err(invalid(d, "must not be empty"));
         }
 
-        let d = def("leeway");
-        let (raw, _) = text("leeway")?;
-        let leeway = shared::duration::parse(&raw)
-            .map_err(|e| invalid(d, format!("invalid duration `{raw}`: {e}")))?;
+        let d = cfg.setting("leeway");
+        let leeway = cfg.duration("leeway")?;
         if leeway.subsec_nanos() != 0 {
             return Err(invalid(d, "must be a whole number of seconds"));
         }
@@ -199,12 +115,10 @@ impl Settings {
             return Err(invalid(d, "must be at most 5m (it extends every token's life)"));
         }
 
-        let articles_file = optional("articles_file")?.map(PathBuf::from);
+        let articles_file = cfg.optional("articles_file")?.map(PathBuf::from);
 
-        let d = def("shutdown_timeout");
-        let (raw, _) = text("shutdown_timeout")?;
-        let shutdown_timeout = shared::duration::parse(&raw)
-            .map_err(|e| invalid(d, format!("invalid duration `{raw}`: {e}")))?;
+        let d = cfg.setting("shutdown_timeout");
+        let shutdown_timeout = cfg.duration("shutdown_timeout")?;
         if shutdown_timeout.subsec_nanos() != 0 {
             return Err(invalid(d, "must be a whole number of seconds"));
         }
@@ -212,7 +126,7 @@ impl Settings {
             return Err(invalid(d, "must be at most 1h"));
         }
 
-        let (raw, d) = text("token_cache")?;
+        let (raw, d) = cfg.text("token_cache")?;
         let token_cache: usize = raw.parse().map_err(|_| {
             invalid(d, format!("`{raw}` is not a number of tokens (0 turns it off)"))
         })?;
@@ -260,23 +174,6 @@ fn is_http_url(url: &str) -> bool {
     (url.starts_with("http://") || url.starts_with("https://"))
         && url.len() > "https://".len()
         && !url.chars().any(|c| c.is_whitespace() || c.is_control())
-}
-
-fn def(key: &str) -> &'static Def {
-    // Every caller passes a key of `DEFS`; fall back to the first entry rather than panic.
-    DEFS.iter().find(|d| d.key == key).unwrap_or(&DEFS[0])
-}
-
-fn invalid(def: &'static Def, reason: impl fmt::Display) -> ConfigError {
-    ConfigError::Invalid { env: def.env, key: def.key, reason: one_line(&reason.to_string()) }
-}
-
-fn file_error(path: &Path, e: &config::ConfigError) -> ConfigError {
-    ConfigError::File { path: path.to_owned(), reason: one_line(&e.to_string()) }
-}
-
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

@@ -1,13 +1,16 @@
 //! Typed settings: built-in defaults → a TOML file → `AUTH_*` environment variables.
 //!
-//! Every setting is read as text and parsed here, so that a bad value produces one line that
-//! names the environment variable (and the TOML key) and says what is wrong.
+//! Every setting is read as text (the layering is `shared::config`) and parsed here, so that a
+//! bad value produces one line that names the environment variable (and the TOML key) and says
+//! what is wrong.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+pub use shared::config::ConfigError;
+use shared::config::{Layered, Setting, invalid};
 
 use crate::passwords::Hasher;
 use crate::throttle::{Limits, TrustedProxies};
@@ -71,71 +74,30 @@ impl fmt::Debug for Settings {
     }
 }
 
-/// One setting: its TOML key, its environment variable and its default.
-struct Def {
-    key: &'static str,
-    env: &'static str,
-    default: &'static str,
-}
-
-const DEFS: &[Def] = &[
-    Def { key: "bind", env: "AUTH_BIND", default: "0.0.0.0:5000" },
-    Def { key: "redis_url", env: "AUTH_REDIS_URL", default: "redis://127.0.0.1:6379" },
-    Def { key: "keys_dir", env: "AUTH_KEYS_DIR", default: "keys" },
-    Def { key: "issuer", env: "AUTH_ISSUER", default: "http://localhost:5000" },
-    Def { key: "audience", env: "AUTH_AUDIENCE", default: "articles-api" },
-    Def { key: "access_token_ttl", env: "AUTH_ACCESS_TOKEN_TTL", default: "15m" },
-    Def { key: "refresh_token_ttl", env: "AUTH_REFRESH_TOKEN_TTL", default: "7d" },
-    Def { key: "session_max_age", env: "AUTH_SESSION_MAX_AGE", default: "30d" },
-    Def { key: "refresh_reuse_grace", env: "AUTH_REFRESH_REUSE_GRACE", default: "10s" },
-    Def { key: "refresh_cookie", env: "AUTH_REFRESH_COOKIE", default: "false" },
-    Def { key: "trusted_proxies", env: "AUTH_TRUSTED_PROXIES", default: "" },
-    Def { key: "login_max_failures", env: "AUTH_LOGIN_MAX_FAILURES", default: "5" },
-    Def {
-        key: "login_max_failures_per_address",
-        env: "AUTH_LOGIN_MAX_FAILURES_PER_ADDRESS",
-        default: "20",
-    },
-    Def { key: "login_failure_window", env: "AUTH_LOGIN_FAILURE_WINDOW", default: "15m" },
-    Def { key: "login_lockout", env: "AUTH_LOGIN_LOCKOUT", default: "1m" },
-    Def { key: "login_lockout_max", env: "AUTH_LOGIN_LOCKOUT_MAX", default: "1h" },
-    Def { key: "register_max_per_address", env: "AUTH_REGISTER_MAX_PER_ADDRESS", default: "20" },
-    Def { key: "register_window", env: "AUTH_REGISTER_WINDOW", default: "1h" },
-    Def { key: "hash_concurrency", env: "AUTH_HASH_CONCURRENCY", default: "auto" },
-    Def { key: "hash_queue", env: "AUTH_HASH_QUEUE", default: "64" },
-    Def { key: "shutdown_timeout", env: "AUTH_SHUTDOWN_TIMEOUT", default: "10s" },
+/// Every setting: its TOML key, its environment variable and its default.
+const DEFS: &[Setting] = &[
+    Setting::new("bind", "AUTH_BIND", "0.0.0.0:5000"),
+    Setting::new("redis_url", "AUTH_REDIS_URL", "redis://127.0.0.1:6379"),
+    Setting::new("keys_dir", "AUTH_KEYS_DIR", "keys"),
+    Setting::new("issuer", "AUTH_ISSUER", "http://localhost:5000"),
+    Setting::new("audience", "AUTH_AUDIENCE", "articles-api"),
+    Setting::new("access_token_ttl", "AUTH_ACCESS_TOKEN_TTL", "15m"),
+    Setting::new("refresh_token_ttl", "AUTH_REFRESH_TOKEN_TTL", "7d"),
+    Setting::new("session_max_age", "AUTH_SESSION_MAX_AGE", "30d"),
+    Setting::new("refresh_reuse_grace", "AUTH_REFRESH_REUSE_GRACE", "10s"),
+    Setting::new("refresh_cookie", "AUTH_REFRESH_COOKIE", "false"),
+    Setting::new("trusted_proxies", "AUTH_TRUSTED_PROXIES", ""),
+    Setting::new("login_max_failures", "AUTH_LOGIN_MAX_FAILURES", "5"),
+    Setting::new("login_max_failures_per_address", "AUTH_LOGIN_MAX_FAILURES_PER_ADDRESS", "20"),
+    Setting::new("login_failure_window", "AUTH_LOGIN_FAILURE_WINDOW", "15m"),
+    Setting::new("login_lockout", "AUTH_LOGIN_LOCKOUT", "1m"),
+    Setting::new("login_lockout_max", "AUTH_LOGIN_LOCKOUT_MAX", "1h"),
+    Setting::new("register_max_per_address", "AUTH_REGISTER_MAX_PER_ADDRESS", "20"),
+    Setting::new("register_window", "AUTH_REGISTER_WINDOW", "1h"),
+    Setting::new("hash_concurrency", "AUTH_HASH_CONCURRENCY", "auto"),
+    Setting::new("hash_queue", "AUTH_HASH_QUEUE", "64"),
+    Setting::new("shutdown_timeout", "AUTH_SHUTDOWN_TIMEOUT", "10s"),
 ];
-
-/// Why the settings could not be loaded. `Display` is the one line printed at start-up.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The TOML file is missing or unreadable or not TOML.
-    #[error("config file {path}: {reason}")]
-    File {
-        /// The file given with `--config` / `AUTH_CONFIG`.
-        path: PathBuf,
-        /// What went wrong, on one line.
-        reason: String,
-    },
-    /// A key in the TOML file that is not a setting (likely a typo).
-    #[error("config file {path}: unknown setting `{key}`")]
-    UnknownKey {
-        /// The file.
-        path: PathBuf,
-        /// The key.
-        key: String,
-    },
-    /// A setting with a bad value.
-    #[error("{env} (`{key}`): {reason}")]
-    Invalid {
-        /// The environment variable naming the setting.
-        env: &'static str,
-        /// Its TOML key.
-        key: &'static str,
-        /// What is wrong.
-        reason: String,
-    },
-}
 
 impl Settings {
     /// Loads the settings from the optional TOML file and the process environment.
@@ -149,65 +111,26 @@ impl Settings {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let env: HashMap<String, String> = env.into_iter().collect();
-        let mut builder = config::Config::builder();
-        for def in DEFS {
-            builder = builder.set_default(def.key, def.default).map_err(|e| invalid(def, e))?;
-        }
-        if let Some(path) = file {
-            if !path.is_file() {
-                return Err(ConfigError::File {
-                    path: path.to_owned(),
-                    reason: "not found or not a file".into(),
-                });
-            }
-            let source = config::File::from(path.to_owned()).format(config::FileFormat::Toml);
-            let table = config::Config::builder()
-                .add_source(source.clone())
-                .build()
-                .and_then(|c| c.try_deserialize::<HashMap<String, config::Value>>())
-                .map_err(|e| file_error(path, &e))?;
-            if let Some(key) = table.keys().find(|k| !DEFS.iter().any(|d| d.key == k.as_str())) {
-                return Err(ConfigError::UnknownKey { path: path.to_owned(), key: key.clone() });
-            }
-            builder = builder.add_source(source);
-        }
-        for def in DEFS {
-            if let Some(value) = env.get(def.env) {
-                builder =
-                    builder.set_override(def.key, value.as_str()).map_err(|e| invalid(def, e))?;
-            }
-        }
-        let merged = builder.build().map_err(|e| match file {
-            Some(path) => file_error(path, &e),
-            None => ConfigError::File { path: PathBuf::new(), reason: one_line(&e.to_string()) },
-        })?;
-        Self::from_config(&merged)
+        Self::from_config(&Layered::load(DEFS, file, env)?)
     }
 
-    fn from_config(cfg: &config::Config) -> Result<Self, ConfigError> {
-        let text = |key: &'static str| -> Result<(String, &'static Def), ConfigError> {
-            let def = def(key);
-            let value = cfg.get_string(key).map_err(|e| invalid(def, e))?;
-            Ok((value.trim().to_owned(), def))
-        };
-
-        let (bind, d) = text("bind")?;
+    fn from_config(cfg: &Layered) -> Result<Self, ConfigError> {
+        let (bind, d) = cfg.text("bind")?;
         if !bind.to_socket_addrs().is_ok_and(|mut addrs| addrs.next().is_some()) {
             return Err(invalid(d, format!("`{bind}` is not a host:port address")));
         }
 
-        let (redis_url, d) = text("redis_url")?;
+        let (redis_url, d) = cfg.text("redis_url")?;
         // The URL may hold a password: never echo it.
         redis::Client::open(redis_url.as_str())
             .map_err(|_| invalid(d, "not a valid Redis URL (expected redis://host:port)"))?;
 
-        let (keys_dir, d) = text("keys_dir")?;
+        let (keys_dir, d) = cfg.text("keys_dir")?;
         if keys_dir.is_empty() {
             return Err(invalid(d, "must not be empty"));
         }
 
-        let (issuer, d) = text("issuer")?;
+        let (issuer, d) = cfg.text("issuer")?;
         if !(issuer.starts_with("http://") || issuer.starts_with("https://"))
             || issuer.len() <= "https://".len()
             || issuer.chars().any(|c| c.is_whitespace() || c.is_control())
@@ -215,40 +138,40 @@ impl Settings {
             return Err(invalid(d, format!("`{issuer}` is not an http(s) URL")));
         }
 
-        let (audience, d) = text("audience")?;
+        let (audience, d) = cfg.text("audience")?;
         if audience.is_empty() {
             return Err(invalid(d, "must not be empty"));
         }
 
-        let access_token_ttl = duration(cfg, "access_token_ttl")?;
-        let d = def("access_token_ttl");
+        let access_token_ttl = cfg.duration("access_token_ttl")?;
+        let d = cfg.setting("access_token_ttl");
         if access_token_ttl < Duration::from_secs(1) {
             return Err(invalid(d, "must be at least 1s"));
         }
         if access_token_ttl.subsec_nanos() != 0 {
             return Err(invalid(d, "must be a whole number of seconds"));
         }
-        let refresh_token_ttl = duration(cfg, "refresh_token_ttl")?;
+        let refresh_token_ttl = cfg.duration("refresh_token_ttl")?;
         if refresh_token_ttl < Duration::from_secs(1) {
-            return Err(invalid(def("refresh_token_ttl"), "must be at least 1s"));
+            return Err(invalid(cfg.setting("refresh_token_ttl"), "must be at least 1s"));
         }
-        let session_max_age = duration(cfg, "session_max_age")?;
+        let session_max_age = cfg.duration("session_max_age")?;
         if session_max_age < Duration::from_secs(1) {
-            return Err(invalid(def("session_max_age"), "must be at least 1s"));
+            return Err(invalid(cfg.setting("session_max_age"), "must be at least 1s"));
         }
-        let refresh_reuse_grace = duration(cfg, "refresh_reuse_grace")?;
+        let refresh_reuse_grace = cfg.duration("refresh_reuse_grace")?;
         if refresh_reuse_grace > Duration::from_secs(300) {
-            return Err(invalid(def("refresh_reuse_grace"), "must be at most 5m"));
+            return Err(invalid(cfg.setting("refresh_reuse_grace"), "must be at most 5m"));
         }
 
-        let (cookie, d) = text("refresh_cookie")?;
+        let (cookie, d) = cfg.text("refresh_cookie")?;
         let refresh_cookie = match cookie.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => true,
             "false" | "0" | "no" | "off" | "" => false,
             _ => return Err(invalid(d, format!("`{cookie}` is not a boolean (true or false)"))),
         };
 
-        let (proxies, d) = text("trusted_proxies")?;
+        let (proxies, d) = cfg.text("trusted_proxies")?;
         let trusted_proxies = TrustedProxies::parse(&proxies).map_err(|e| invalid(d, e))?;
 
         let throttle = Limits {
@@ -262,21 +185,21 @@ impl Settings {
         };
         if throttle.lockout_max < throttle.lockout {
             return Err(invalid(
-                def("login_lockout_max"),
+                cfg.setting("login_lockout_max"),
                 "must not be less than AUTH_LOGIN_LOCKOUT",
             ));
         }
 
-        let (concurrency, _) = text("hash_concurrency")?;
+        let (concurrency, _) = cfg.text("hash_concurrency")?;
         let hash_concurrency = if concurrency.eq_ignore_ascii_case("auto") {
             Hasher::default_concurrency()
         } else {
             usize::try_from(count(cfg, "hash_concurrency", 1)?).unwrap_or(usize::MAX)
         };
         let hash_queue = usize::try_from(count(cfg, "hash_queue", 0)?).unwrap_or(usize::MAX);
-        let shutdown_timeout = duration(cfg, "shutdown_timeout")?;
+        let shutdown_timeout = cfg.duration("shutdown_timeout")?;
         if shutdown_timeout > Duration::from_secs(3600) {
-            return Err(invalid(def("shutdown_timeout"), "must be at most 1h"));
+            return Err(invalid(cfg.setting("shutdown_timeout"), "must be at most 1h"));
         }
 
         Ok(Self {
@@ -330,47 +253,20 @@ impl Settings {
     }
 }
 
-fn def(key: &str) -> &'static Def {
-    // Every caller passes a key of `DEFS`; fall back to the first entry rather than panic.
-    DEFS.iter().find(|d| d.key == key).unwrap_or(&DEFS[0])
-}
-
-fn duration(cfg: &config::Config, key: &'static str) -> Result<Duration, ConfigError> {
-    let def = def(key);
-    let value = cfg.get_string(key).map_err(|e| invalid(def, e))?;
-    shared::duration::parse(&value)
-        .map_err(|e| invalid(def, format!("invalid duration `{}`: {e}", value.trim())))
-}
-
-fn count(cfg: &config::Config, key: &'static str, min: u32) -> Result<u32, ConfigError> {
-    let def = def(key);
-    let value = cfg.get_string(key).map_err(|e| invalid(def, e))?;
-    match value.trim().parse::<u32>() {
+fn count(cfg: &Layered, key: &str, min: u32) -> Result<u32, ConfigError> {
+    let (value, setting) = cfg.text(key)?;
+    match value.parse::<u32>() {
         Ok(n) if n >= min => Ok(n),
-        _ => {
-            Err(invalid(def, format!("`{}` is not a whole number of at least {min}", value.trim())))
-        }
+        _ => Err(invalid(setting, format!("`{value}` is not a whole number of at least {min}"))),
     }
 }
 
-fn at_least_1s(cfg: &config::Config, key: &'static str) -> Result<Duration, ConfigError> {
-    let value = duration(cfg, key)?;
+fn at_least_1s(cfg: &Layered, key: &str) -> Result<Duration, ConfigError> {
+    let value = cfg.duration(key)?;
     if value < Duration::from_secs(1) {
-        return Err(invalid(def(key), "must be at least 1s"));
+        return Err(invalid(cfg.setting(key), "must be at least 1s"));
     }
     Ok(value)
-}
-
-fn invalid(def: &'static Def, reason: impl fmt::Display) -> ConfigError {
-    ConfigError::Invalid { env: def.env, key: def.key, reason: one_line(&reason.to_string()) }
-}
-
-fn file_error(path: &Path, e: &config::ConfigError) -> ConfigError {
-    ConfigError::File { path: path.to_owned(), reason: one_line(&e.to_string()) }
-}
-
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! - [`verify`]: the pinned RS256 access-token [`Verifier`];
 //! - [`extract`]: the actix-web [`Authenticated`] extractor answering RFC 6750 challenges;
 //! - [`duration`]: the `900` / `15m` / `7d` duration syntax of the configuration;
+//! - [`config`]: settings layered defaults → TOML file → environment, one-line errors;
 //! - [`metrics`]: Prometheus metrics, the HTTP metrics middleware and `GET /metrics`;
 //! - [`request_id`]: the `X-Request-Id` middleware;
 //! - [`limits`]: header, target and time limits on every request (slow clients included);
@@ -17,6 +18,7 @@
 //! - [`openapi`]: the OpenAPI pieces both documents share (error envelope, bearer scheme).
 
 pub mod claims;
+pub mod config;
 pub mod duration;
 pub mod error;
 pub mod extract;
