@@ -1,10 +1,7 @@
 //! `auth-server`: parse the command line, load the settings, run.
 
-use std::io::{Read as _, Write as _};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use auth_server::{Application, Settings};
 use clap::{Parser, Subcommand};
@@ -110,30 +107,14 @@ fn run_async(fut: impl Future<Output = ExitCode>) -> ExitCode {
     }
 }
 
-/// GET /readyz on the local port, with a plain HTTP/1.1 request (no client library needed).
+/// GET /readyz on the local port (`shared::healthcheck`).
 fn healthcheck(settings: &Settings) -> ExitCode {
     let port =
         settings.bind.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).unwrap_or(5000);
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let check = || -> std::io::Result<bool> {
-        let timeout = Duration::from_secs(3);
-        let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
-        stream
-            .write_all(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head)?;
-        Ok(head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200"))
-    };
-    match check() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => {
-            eprintln!("auth-server: not ready");
-            ExitCode::FAILURE
-        }
+    match shared::healthcheck::check_ready(port) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("auth-server: {addr}: {e}");
+            eprintln!("auth-server: {e}");
             ExitCode::FAILURE
         }
     }

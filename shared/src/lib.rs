@@ -15,6 +15,7 @@
 //! - [`request_id`]: the `X-Request-Id` middleware;
 //! - [`limits`]: header, target and time limits on every request (slow clients included);
 //! - [`shutdown`]: graceful shutdown on SIGTERM and SIGINT;
+//! - [`healthcheck`]: the servers' `healthcheck` subcommand (`GET /readyz` on the local port);
 //! - [`openapi`]: the OpenAPI pieces both documents share (error envelope, bearer scheme).
 
 pub mod claims;
@@ -22,6 +23,7 @@ pub mod config;
 pub mod duration;
 pub mod error;
 pub mod extract;
+pub mod healthcheck;
 pub mod jwt_provider;
 pub mod keys;
 pub mod keyset;
