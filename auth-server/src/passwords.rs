@@ -275,7 +275,14 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn past_the_queue_hashing_is_refused_at_once() {
         let hasher = Hasher::new(1, 1);
-        let phc = hasher.dummy_hash().await.unwrap();
+        // A deliberately costly PHC (64 MiB, 30 passes: about a second or more per check), so
+        // the first check still holds the only slot and the second still waits in the queue
+        // when the third arrives, however fast or loaded the machine is. The parameters come
+        // from the PHC string; the hash is wrong on purpose (every check answers false).
+        let phc: Arc<str> = Arc::from(
+            "$argon2id$v=19$m=65536,t=30,p=1$c29tZXNhbHRzb21lc2FsdA$\
+             AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        );
         let (a, b) = (hasher.clone(), hasher.clone());
         let (p1, p2) = (phc.clone(), phc.clone());
         let first = tokio::spawn(async move { a.verify(Password::new("x".into()), p1).await });
