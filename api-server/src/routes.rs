@@ -5,8 +5,7 @@
 //! of each; [`ROUTES`] is the one list of routes, mounted by [`configure`] and compared with the
 //! OpenAPI document by a test.
 
-use actix_web::http::StatusCode;
-use actix_web::http::header::{self, ContentType};
+use actix_web::http::header::ContentType;
 use actix_web::{HttpRequest, HttpResponse, ResponseError as _, web};
 use serde::Serialize;
 use shared::keyset::Keys;
@@ -211,10 +210,5 @@ pub async fn not_found(_req: HttpRequest) -> HttpResponse {
 
 /// A known path with another method: 405 in the contract's envelope.
 async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    let mut res =
-        ApiError::invalid_request(format!("method {} is not allowed here; use GET", req.method()))
-            .with_status(StatusCode::METHOD_NOT_ALLOWED)
-            .error_response();
-    res.headers_mut().insert(header::ALLOW, header::HeaderValue::from_static("GET"));
-    res
+    shared::error::method_not_allowed(req.method(), &[actix_web::http::Method::GET])
 }

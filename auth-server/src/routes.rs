@@ -3,8 +3,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
+use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
-use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, Resource, web};
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
@@ -91,22 +91,8 @@ fn mount(path: &'static str, methods: &'static [Method]) -> Resource {
 
 fn resource(path: &str, allowed: &'static [Method]) -> Resource {
     web::resource(path).default_service(web::to(move |req: HttpRequest| async move {
-        method_not_allowed(&req, allowed)
+        shared::error::method_not_allowed(req.method(), allowed)
     }))
-}
-
-fn method_not_allowed(req: &HttpRequest, allowed: &[Method]) -> HttpResponse {
-    let allow = allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
-    let err = ApiError::invalid_request(format!(
-        "method {} is not allowed here; use {allow}",
-        req.method()
-    ))
-    .with_status(StatusCode::METHOD_NOT_ALLOWED);
-    let mut res = actix_web::ResponseError::error_response(&err);
-    if let Ok(value) = HeaderValue::from_str(&allow) {
-        res.headers_mut().insert(header::ALLOW, value);
-    }
-    res
 }
 
 async fn not_found() -> std::result::Result<HttpResponse, ApiError> {

@@ -193,6 +193,23 @@ impl ResponseError for ApiError {
     }
 }
 
+/// 405 for a known path asked with another method: the contract's envelope (`invalid_request`)
+/// and an `Allow` header listing `allowed` (RFC 9110 §15.5.6).
+pub fn method_not_allowed(
+    method: &actix_web::http::Method,
+    allowed: &[actix_web::http::Method],
+) -> HttpResponse {
+    let allow = allowed.iter().map(actix_web::http::Method::as_str).collect::<Vec<_>>().join(", ");
+    let err =
+        ApiError::invalid_request(format!("method {method} is not allowed here; use {allow}"))
+            .with_status(StatusCode::METHOD_NOT_ALLOWED);
+    let mut res = err.error_response();
+    if let Ok(value) = HeaderValue::from_str(&allow) {
+        res.headers_mut().insert(header::ALLOW, value);
+    }
+    res
+}
+
 /// Largest request body either server accepts.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
