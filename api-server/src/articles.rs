@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use access_token::AccessClaims;
 use actix_web::web::Bytes;
 use serde::{Deserialize, Serialize};
-use shared::AccessClaims;
 
 /// The sample served when `API_ARTICLES_FILE` is unset: a few articles each for alice, bob
 /// and carol.

@@ -1,6 +1,6 @@
 //! Typed settings: built-in defaults → a TOML file → `API_*` environment variables.
 //!
-//! Every setting is read as text (the layering is `shared::config`) and parsed here, so that a
+//! Every setting is read as text (the layering is `service_kit::config`) and parsed here, so that a
 //! bad value produces one line that names the environment variable (and the TOML key) and says
 //! what is wrong.
 
@@ -8,8 +8,8 @@ use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use shared::config::ConfigError;
-use shared::config::{Layered, Setting, invalid};
+pub use service_kit::config::ConfigError;
+use service_kit::config::{Layered, Setting, invalid};
 
 /// Where the public keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub struct Settings {
     /// (whole seconds).
     pub shutdown_timeout: Duration,
     /// `API_TOKEN_CACHE`: how many verified access tokens to remember, so a token presented
-    /// again skips the RSA verification (0 turns the cache off; see `shared::verify`).
+    /// again skips the RSA verification (0 turns the cache off; see `access_token::verify`).
     pub token_cache: usize,
 }
 

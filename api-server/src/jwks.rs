@@ -15,14 +15,14 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use access_token::keys::PublicKey;
+use access_token::keyset::{
+    DirLoad, KeySet, KeySource, KeySourceError, Keys, LoadFuture, ReloadTrigger, SkippedFile,
+};
+use access_token::watch::Hangup;
 use jsonwebtoken::jwk::Jwk;
 use reqwest::header::{AGE, CACHE_CONTROL, HeaderMap};
 use serde::Deserialize;
-use shared::keys::PublicKey;
-use shared::keyset::{
-    DirLoad, KeySet, KeySource, KeySourceError, Keys, LoadFuture, ReloadTrigger, SkippedFile,
-};
-use shared::watch::Hangup;
 use tokio::task::JoinHandle;
 
 /// Largest JWKS document accepted.
@@ -311,7 +311,7 @@ mod tests {
         let key = throwaway_key();
         let keys = Keys::new(source.clone(), KeySet::from_keys([key.clone()]));
         let outcome = keys.reload().await;
-        assert!(matches!(outcome, shared::keyset::ReloadOutcome::KeptPrevious { .. }));
+        assert!(matches!(outcome, access_token::keyset::ReloadOutcome::KeptPrevious { .. }));
         assert!(!source.last_fetch_ok());
         assert!(keys.current().contains(key.kid()));
     }

@@ -15,19 +15,25 @@ pub mod routes;
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use access_token::keyset::{DirSource, Keys};
+use access_token::metrics::ObservedSource;
+use access_token::watch::spawn_folder_reload;
+use access_token::{Verifier, VerifierConfig};
 use actix_web::dev::{Server, ServiceRequest};
 use actix_web::middleware::Logger;
 use actix_web::{App, HttpServer, web};
-use shared::claims::ARTICLES_READ_SCOPE;
-use shared::keyset::{DirSource, Keys};
-use shared::metrics::{HttpMetrics, ObservedSource};
-use shared::request_id::RequestIdMiddleware;
-use shared::watch::spawn_folder_reload;
-use shared::{Verifier, VerifierConfig};
+use service_kit::metrics::HttpMetrics;
+use service_kit::request_id::RequestIdMiddleware;
 
 use crate::articles::{Articles, ArticlesError};
 pub use crate::config::{KeysFrom, Settings};
 use crate::jwks::JwksSource;
+
+/// The scope every request's token must carry (the contract's articles scope).
+pub const REQUIRED_SCOPE: &str = "articles:read";
+
+/// The `realm` of this API's `WWW-Authenticate` challenges.
+pub const REALM: &str = "articles";
 
 /// Why the server could not start. `Display` is one line.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +74,7 @@ impl Application {
     /// Loads the articles and the public keys (an empty or missing key folder, or an
     /// unreachable JWKS, is not fatal: the server starts, `/readyz` says 503 until a key is
     /// loaded), starts the background key refresh (folder: watch + 1 s poll + SIGHUP, see
-    /// [`shared::watch`]; JWKS: `max-age` timer + retries + SIGHUP, see [`jwks`]), and binds
+    /// [`access_token::watch`]; JWKS: `max-age` timer + retries + SIGHUP, see [`jwks`]), and binds
     /// `settings.bind`.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
         let articles = Articles::load(settings.articles_file.as_deref())?;
@@ -87,7 +93,7 @@ impl Application {
                 keys
             }
         };
-        shared::metrics::observe_keys(&keys);
+        access_token::metrics::observe_keys(&keys);
         let loaded = keys.current().len();
         if loaded == 0 {
             log::warn!(
@@ -100,15 +106,15 @@ impl Application {
         let verifier = web::Data::new(Verifier::new(
             VerifierConfig::new(&settings.issuer, &settings.audience)
                 .leeway(settings.leeway)
-                .required_scope(ARTICLES_READ_SCOPE)
-                .realm("articles")
+                .required_scope(REQUIRED_SCOPE)
+                .realm(REALM)
                 .token_cache(settings.token_cache),
             Arc::clone(&keys),
         ));
         let articles = web::Data::new(articles);
         let keys_data = web::Data::new(Arc::clone(&keys));
         let openapi = web::Data::new(openapi::OpenApiJson::new());
-        let shutdown_signal = shared::shutdown::signal().map_err(StartError::Signals)?;
+        let shutdown_signal = service_kit::shutdown::signal().map_err(StartError::Signals)?;
         let shutdown_timeout = settings.shutdown_timeout.as_secs();
 
         let listener = TcpListener::bind(&settings.bind)
@@ -128,8 +134,8 @@ impl Application {
                 .app_data(articles.clone())
                 .app_data(keys_data.clone())
                 .app_data(openapi.clone())
-                .app_data(shared::error::path_config())
-                .app_data(shared::error::query_config())
+                .app_data(service_kit::rejections::path_config())
+                .app_data(service_kit::rejections::query_config())
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })

@@ -1,4 +1,4 @@
-//! Limits on every input of the api-server: the shared ones ([`shared::limits`]) plus what a
+//! Limits on every input of the api-server: the shared ones ([`service_kit::limits`]) plus what a
 //! GET-only resource server needs.
 //!
 //! | what | limit | answer |
@@ -25,6 +25,7 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use access_token::{ApiError, ErrorCode};
 use actix_web::HttpMessage as _;
 use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -32,10 +33,9 @@ use actix_web::http::ConnectionType;
 use actix_web::http::header::{AUTHORIZATION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use actix_web::middleware::Next;
 use actix_web::web::Bytes;
-use shared::limits::{MAX_BODY_BYTES, head_error, within_deadline};
-use shared::{ApiError, ErrorCode};
+use service_kit::limits::{MAX_BODY_BYTES, head_error, within_deadline};
 
-pub use shared::limits::{
+pub use service_kit::limits::{
     CLIENT_DISCONNECT_TIMEOUT, CLIENT_REQUEST_TIMEOUT, KEEP_ALIVE, MAX_HEADER_BYTES, MAX_URI_BYTES,
     REQUEST_DEADLINE,
 };

@@ -55,9 +55,9 @@ fn serve(settings: Settings) -> ExitCode {
     }
 }
 
-/// GET /readyz on the local port (`shared::healthcheck`).
+/// GET /readyz on the local port (`service_kit::healthcheck`).
 fn healthcheck(settings: &Settings) -> ExitCode {
-    match shared::healthcheck::check_ready(settings.port().unwrap_or(4000)) {
+    match service_kit::healthcheck::check_ready(settings.port().unwrap_or(4000)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("api-server: {e}");

@@ -6,11 +6,11 @@
 //! - [`routes::ROUTES`] is the one list of routes: `routes::configure` mounts exactly it, and a
 //!   test checks the document lists exactly it;
 //! - bodies are the types the handlers serialize (`Article`, `Me`, `Health`, `Ready`) and
-//!   `shared::ErrorBody` itself, not copies;
+//!   `access_token::ErrorBody` itself, not copies;
 //! - statuses any route can answer (the limits' 408, 413, 414, 431, and 500) are added to every
 //!   operation by [`document`], so no handler can forget them.
 
-use shared::openapi::BearerAuth;
+use service_kit::openapi::BearerAuth;
 use utoipa::OpenApi;
 
 use crate::routes;
@@ -32,7 +32,7 @@ use crate::routes;
         routes::metrics,
         routes::openapi_json,
     ),
-    components(schemas(shared::ErrorBody, shared::ErrorCode)),
+    components(schemas(access_token::ErrorBody, access_token::ErrorCode)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -46,8 +46,8 @@ const COMMON: &[(&str, &str)] = &[(
 /// The document, with the common statuses on every operation.
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
-    shared::openapi::add_common_responses(&mut doc, shared::openapi::COMMON_ERRORS);
-    shared::openapi::add_common_responses(&mut doc, COMMON);
+    service_kit::openapi::add_common_responses(&mut doc, service_kit::openapi::COMMON_ERRORS);
+    service_kit::openapi::add_common_responses(&mut doc, COMMON);
     doc
 }
 
@@ -58,7 +58,7 @@ pub struct OpenApiJson(pub actix_web::web::Bytes);
 impl OpenApiJson {
     /// Serializes [`document`].
     pub fn new() -> Self {
-        Self(shared::openapi::to_json(&document()).into())
+        Self(service_kit::openapi::to_json(&document()).into())
     }
 }
 
@@ -78,7 +78,7 @@ mod tests {
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
-                for (status, _) in shared::openapi::COMMON_ERRORS.iter().chain(COMMON) {
+                for (status, _) in service_kit::openapi::COMMON_ERRORS.iter().chain(COMMON) {
                     assert!(op["responses"][status].is_object(), "{method} {path}: {status}");
                 }
             }

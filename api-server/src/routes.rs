@@ -5,11 +5,11 @@
 //! of each; [`ROUTES`] is the one list of routes, mounted by [`configure`] and compared with the
 //! OpenAPI document by a test.
 
+use access_token::keyset::Keys;
+use access_token::{ApiError, Authenticated, ErrorBody};
 use actix_web::http::header::ContentType;
 use actix_web::{HttpRequest, HttpResponse, ResponseError as _, web};
 use serde::Serialize;
-use shared::keyset::Keys;
-use shared::{ApiError, Authenticated, ErrorBody};
 use utoipa::ToSchema;
 
 use crate::articles::{Article, Articles};
@@ -36,7 +36,7 @@ fn mount(path: &'static str) -> actix_web::Resource {
         "/me" => r.route(web::get().to(me)),
         "/healthz" => r.route(web::get().to(healthz)),
         "/readyz" => r.route(web::get().to(readyz)),
-        "/metrics" => r.route(web::get().to(shared::metrics::metrics_handler)),
+        "/metrics" => r.route(web::get().to(service_kit::metrics::metrics_handler)),
         "/openapi.json" => r.route(web::get().to(openapi_json)),
         // Every path of ROUTES has an arm; a test checks each answers GET.
         _ => r,
@@ -175,14 +175,17 @@ pub(crate) async fn readyz(
 ) -> Result<HttpResponse, ApiError> {
     let loaded = keys.current().len();
     if loaded == 0 {
-        return Err(ApiError::new(shared::ErrorCode::Unavailable, "no public key is loaded yet")
-            .with_retry_after(1));
+        return Err(ApiError::new(
+            access_token::ErrorCode::Unavailable,
+            "no public key is loaded yet",
+        )
+        .with_retry_after(1));
     }
     Ok(HttpResponse::Ok().json(Ready { status: "ready", keys: loaded }))
 }
 
 /// `GET /metrics`: Prometheus metrics.
-// Documentation only: the route is served by `shared::metrics::metrics_handler`.
+// Documentation only: the route is served by `service_kit::metrics::metrics_handler`.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -210,5 +213,5 @@ pub async fn not_found(_req: HttpRequest) -> HttpResponse {
 
 /// A known path with another method: 405 in the contract's envelope.
 async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    shared::error::method_not_allowed(req.method(), &[actix_web::http::Method::GET])
+    service_kit::rejections::method_not_allowed(req.method(), &[actix_web::http::Method::GET])
 }

@@ -1,6 +1,6 @@
 //! Typed settings: built-in defaults → a TOML file → `AUTH_*` environment variables.
 //!
-//! Every setting is read as text (the layering is `shared::config`) and parsed here, so that a
+//! Every setting is read as text (the layering is `service_kit::config`) and parsed here, so that a
 //! bad value produces one line that names the environment variable (and the TOML key) and says
 //! what is wrong.
 
@@ -9,8 +9,8 @@ use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use shared::config::ConfigError;
-use shared::config::{Layered, Setting, invalid};
+pub use service_kit::config::ConfigError;
+use service_kit::config::{Layered, Setting, invalid};
 
 use crate::passwords::Hasher;
 use crate::throttle::{Limits, TrustedProxies};

@@ -4,7 +4,7 @@
 //! Unexpected ones are logged here, once, with their cause, and leave as an opaque
 //! `internal_error`; a Redis outage leaves as `unavailable` with `Retry-After`.
 
-use shared::{ApiError, ErrorCode};
+use access_token::{ApiError, ErrorCode};
 
 use crate::passwords::HashError;
 use crate::store::StoreError;

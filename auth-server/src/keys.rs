@@ -23,11 +23,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use access_token::keys::PublicKey;
 use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
 use aws_lc_rs::signature::KeyPair as _;
 use serde::{Deserialize, Serialize};
-use shared::keys::PublicKey;
 
 use crate::tokens::Signer;
 
@@ -687,8 +687,10 @@ fn read_small(path: &Path) -> Result<Vec<u8>, KeyStoreError> {
     let io_err = |source| KeyStoreError::Io { path: path.to_owned(), source };
     let file = fs::File::open(path).map_err(io_err)?;
     let mut bytes = Vec::new();
-    file.take(shared::keyset::MAX_KEY_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(io_err)?;
-    if bytes.len() as u64 > shared::keyset::MAX_KEY_FILE_BYTES {
+    file.take(access_token::keyset::MAX_KEY_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err)?;
+    if bytes.len() as u64 > access_token::keyset::MAX_KEY_FILE_BYTES {
         return Err(KeyStoreError::BadKey {
             path: path.to_owned(),
             reason: "too big for a key".into(),

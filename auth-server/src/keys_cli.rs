@@ -130,7 +130,8 @@ fn execute(store: &KeyStore, ttl: Duration, command: KeysCommand) -> Result<Stri
             ))
         }
         KeysCommand::Prune { leeway, dry_run } => {
-            let leeway = shared::duration::parse(&leeway).map_err(|e| format!("--leeway: {e}"))?;
+            let leeway =
+                service_kit::duration::parse(&leeway).map_err(|e| format!("--leeway: {e}"))?;
             prune(store, ttl, leeway, dry_run)
         }
     }

@@ -22,11 +22,11 @@ pub mod users;
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use access_token::{DirSource, KeySet, Keys, Verifier, VerifierConfig};
 use actix_web::dev::{Server, ServiceRequest};
 use actix_web::middleware::Logger;
 use actix_web::{App, HttpServer, web};
 use arc_swap::ArcSwap;
-use shared::{DirSource, KeySet, Keys, Verifier, VerifierConfig};
 
 pub use crate::config::Settings;
 use crate::keys::{KeyRing, KeyStore, KeyStoreError};
@@ -133,7 +133,7 @@ impl Application {
             .map_err(|source| StartError::Bind { addr: settings.bind.clone(), source })?
             .port();
 
-        let shutdown_signal = shared::shutdown::signal().map_err(StartError::Signals)?;
+        let shutdown_signal = service_kit::shutdown::signal().map_err(StartError::Signals)?;
         let shutdown_timeout = settings.shutdown_timeout.as_secs();
         let state = web::Data::new(AppState {
             metadata: routes::metadata_json(&settings.issuer),
@@ -146,21 +146,21 @@ impl Application {
         });
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(actix_web::middleware::from_fn(shared::limits::check))
-                .wrap(shared::metrics::HttpMetrics)
-                .wrap(shared::request_id::RequestIdMiddleware)
+                .wrap(actix_web::middleware::from_fn(service_kit::limits::check))
+                .wrap(service_kit::metrics::HttpMetrics)
+                .wrap(service_kit::request_id::RequestIdMiddleware)
                 .wrap(access_log())
                 .app_data(state.clone())
                 .app_data(verifier.clone())
-                .app_data(shared::error::json_config())
-                .app_data(shared::error::form_config())
-                .app_data(shared::error::path_config())
-                .app_data(shared::error::query_config())
+                .app_data(service_kit::rejections::json_config())
+                .app_data(service_kit::rejections::form_config())
+                .app_data(service_kit::rejections::path_config())
+                .app_data(service_kit::rejections::query_config())
                 .configure(routes::configure)
         })
-        .client_request_timeout(shared::limits::CLIENT_REQUEST_TIMEOUT)
-        .client_disconnect_timeout(shared::limits::CLIENT_DISCONNECT_TIMEOUT)
-        .keep_alive(shared::limits::KEEP_ALIVE)
+        .client_request_timeout(service_kit::limits::CLIENT_REQUEST_TIMEOUT)
+        .client_disconnect_timeout(service_kit::limits::CLIENT_DISCONNECT_TIMEOUT)
+        .keep_alive(service_kit::limits::KEEP_ALIVE)
         // SIGTERM and SIGINT alike (actix's own handling drops in-flight requests on SIGINT):
         // stop accepting, let in-flight requests finish for at most `AUTH_SHUTDOWN_TIMEOUT`,
         // then `run_until_stopped` returns (exit 0).

@@ -1,5 +1,5 @@
 //! The auth server's own Prometheus series, beside the shared HTTP ones
-//! ([`shared::metrics`]); all in the process's default registry, served by `GET /metrics`.
+//! ([`service_kit::metrics`]); all in the process's default registry, served by `GET /metrics`.
 //!
 //! | series | labels | what |
 //! |---|---|---|
@@ -17,8 +17,8 @@
 
 use std::sync::LazyLock;
 
-use shared::metrics::prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
-use shared::metrics::{counter, counter_vec, gauge, gauge_vec};
+use service_kit::metrics::prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
+use service_kit::metrics::{counter, counter_vec, gauge, gauge_vec};
 
 static LOGINS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
@@ -181,7 +181,7 @@ mod tests {
         signing_key("kid-a");
         signing_key("kid-b");
         assert_eq!(SIGNING_KEY.with_label_values(&["kid-b"]).get(), 1);
-        let text = shared::metrics::render();
+        let text = service_kit::metrics::render();
         assert!(!text.contains("kid=\"kid-a\""), "{text}");
     }
 

@@ -5,18 +5,18 @@
 //! - each handler carries its path, methods, body and every status it answers;
 //! - [`routes::ROUTES`] is the one list of routes: `routes::configure` mounts exactly it, and a
 //!   test checks the document lists exactly it;
-//! - the error envelope is `shared::ErrorBody` / `shared::ErrorCode` themselves; the token
-//!   response is described by a local mirror named like `shared::TokenResponse`, checked
+//! - the error envelope is `access_token::ErrorBody` / `access_token::ErrorCode` themselves; the token
+//!   response is described by a local mirror named like `access_token::TokenResponse`, checked
 //!   against the real type in the tests below;
-//! - statuses any route can answer (`shared::openapi::COMMON_ERRORS`: 408, 414, 431, 500) are
+//! - statuses any route can answer (`service_kit::openapi::COMMON_ERRORS`: 408, 414, 431, 500) are
 //!   added to every operation by [`document`], so no handler can forget them.
 
-use shared::openapi::BearerAuth;
+use service_kit::openapi::BearerAuth;
 use utoipa::{OpenApi, ToSchema};
 
 use crate::routes;
 
-/// Login and refresh answer (mirror of `shared::TokenResponse`).
+/// Login and refresh answer (mirror of `access_token::TokenResponse`).
 #[derive(Debug, ToSchema)]
 #[schema(as = TokenResponse)]
 #[allow(dead_code)] // a schema only
@@ -122,21 +122,21 @@ pub struct Ready {
         routes::metrics,
         routes::openapi_json,
     ),
-    components(schemas(shared::ErrorBody, shared::ErrorCode)),
+    components(schemas(access_token::ErrorBody, access_token::ErrorCode)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
 
-/// The document, with the statuses of `shared::openapi::COMMON_ERRORS` on every operation.
+/// The document, with the statuses of `service_kit::openapi::COMMON_ERRORS` on every operation.
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
-    shared::openapi::add_common_responses(&mut doc, shared::openapi::COMMON_ERRORS);
+    service_kit::openapi::add_common_responses(&mut doc, service_kit::openapi::COMMON_ERRORS);
     doc
 }
 
 /// The document as JSON, made once at start-up.
 pub fn json() -> String {
-    shared::openapi::to_json(&document())
+    service_kit::openapi::to_json(&document())
 }
 
 #[cfg(test)]
@@ -149,7 +149,7 @@ mod tests {
         let listed = &doc["components"]["schemas"]["ErrorCode"]["enum"];
         let listed: Vec<&str> =
             listed.as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
-        use shared::ErrorCode as C;
+        use access_token::ErrorCode as C;
         // An exhaustive match: a new code in `shared` does not compile until it is listed here.
         let all = |c: C| match c {
             C::InvalidRequest
@@ -194,11 +194,11 @@ mod tests {
             v.sort();
             v
         };
-        let body = serde_json::to_value(shared::ApiError::internal().body()).unwrap();
+        let body = serde_json::to_value(access_token::ApiError::internal().body()).unwrap();
         let mut want: Vec<String> = body.as_object().unwrap().keys().cloned().collect();
         want.sort();
         assert_eq!(fields("ErrorBody"), want);
-        let tokens = serde_json::to_value(shared::TokenResponse {
+        let tokens = serde_json::to_value(access_token::TokenResponse {
             access_token: "a".into(),
             token_type: "Bearer".into(),
             expires_in: 1,
@@ -217,7 +217,7 @@ mod tests {
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
-                for (status, _) in shared::openapi::COMMON_ERRORS {
+                for (status, _) in service_kit::openapi::COMMON_ERRORS {
                     assert!(op["responses"][status].is_object(), "{method} {path}: {status}");
                 }
             }

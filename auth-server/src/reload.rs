@@ -11,8 +11,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use access_token::{KeySet, Keys};
 use arc_swap::ArcSwap;
-use shared::{KeySet, Keys};
 
 use crate::keys::{KeyRing, KeyStore};
 

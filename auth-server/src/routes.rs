@@ -3,12 +3,12 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
+use access_token::{ApiError, Authenticated, ErrorBody, ErrorCode, TokenResponse};
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, Resource, web};
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
-use shared::{ApiError, Authenticated, ErrorBody, ErrorCode, TokenResponse};
 use utoipa::ToSchema;
 
 use crate::config::Settings;
@@ -91,7 +91,7 @@ fn mount(path: &'static str, methods: &'static [Method]) -> Resource {
 
 fn resource(path: &str, allowed: &'static [Method]) -> Resource {
     web::resource(path).default_service(web::to(move |req: HttpRequest| async move {
-        shared::error::method_not_allowed(req.method(), allowed)
+        service_kit::rejections::method_not_allowed(req.method(), allowed)
     }))
 }
 
@@ -323,7 +323,7 @@ pub fn metadata_json(issuer: &str) -> String {
         "grant_types_supported": ["refresh_token"],
         "token_endpoint_auth_methods_supported": ["none"],
         "response_types_supported": [],
-        "scopes_supported": [shared::claims::ARTICLES_READ_SCOPE],
+        "scopes_supported": [crate::tokens::ISSUED_SCOPE],
     })
     .to_string()
 }
@@ -337,7 +337,7 @@ pub fn metadata_json(issuer: &str) -> String {
 )]
 pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     crate::metrics::signing_key(state.keys.load().signer().kid());
-    shared::metrics::metrics_response()
+    service_kit::metrics::metrics_response()
 }
 
 #[utoipa::path(
@@ -462,20 +462,20 @@ async fn presented_refresh_token(req: &HttpRequest, payload: web::Payload) -> Re
         .ok_or_else(|| ApiError::invalid_request("no refresh token given").into())
 }
 
-/// Reads a body of at most [`shared::error::MAX_BODY_BYTES`] (413 past it).
+/// Reads a body of at most [`service_kit::limits::MAX_BODY_BYTES`] (413 past it).
 async fn read_body(mut payload: web::Payload) -> std::result::Result<web::Bytes, ApiError> {
     use futures_util::StreamExt as _;
     let too_large = || {
         ApiError::new(
             ErrorCode::PayloadTooLarge,
-            format!("request body is larger than {} bytes", shared::error::MAX_BODY_BYTES),
+            format!("request body is larger than {} bytes", service_kit::limits::MAX_BODY_BYTES),
         )
     };
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk =
             chunk.map_err(|_| ApiError::invalid_request("could not read the request body"))?;
-        if body.len() + chunk.len() > shared::error::MAX_BODY_BYTES {
+        if body.len() + chunk.len() > service_kit::limits::MAX_BODY_BYTES {
             return Err(too_large());
         }
         body.extend_from_slice(&chunk);

@@ -8,9 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use access_token::AccessClaims;
 use arc_swap::ArcSwap;
-use shared::AccessClaims;
-use shared::claims::ARTICLES_READ_SCOPE;
 
 use crate::error::SessionError;
 use crate::keys::KeyRing;
@@ -76,7 +75,7 @@ impl Sessions {
             username: user.username.clone(),
             name: user.name.clone(),
             roles: user.roles.clone(),
-            scope: ARTICLES_READ_SCOPE.to_owned(),
+            scope: crate::tokens::ISSUED_SCOPE.to_owned(),
             created_ms: now,
         };
         let sid = token.sid();

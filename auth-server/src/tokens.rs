@@ -7,13 +7,13 @@
 
 use std::fmt;
 
+use access_token::claims::{ACCESS_TOKEN_TYP, AccessClaims};
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
 use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use shared::claims::{ACCESS_TOKEN_TYP, AccessClaims};
 
 const SID_LEN: usize = 16;
 const SECRET_LEN: usize = 32;
@@ -22,6 +22,9 @@ const RAW_LEN: usize = SID_LEN + SECRET_LEN;
 pub const REFRESH_TOKEN_CHARS: usize = 64;
 /// Length of a session id as sent (base64url of 16 bytes, no padding).
 pub const SID_CHARS: usize = 22;
+
+/// The `scope` of every access token: what the articles API requires (the contract's value).
+pub const ISSUED_SCOPE: &str = "articles:read";
 
 /// The random generator or a cipher failed; nothing sensible can be issued.
 #[derive(Debug, thiserror::Error)]

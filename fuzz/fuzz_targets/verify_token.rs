@@ -1,4 +1,4 @@
-//! The access-token verifier (`shared::verify::Verifier`) on arbitrary input.
+//! The access-token verifier (`access_token::verify::Verifier`) on arbitrary input.
 //!
 //! Input byte 0 chooses the mode: `0` signs the rest (when it is JSON) as the claims of a
 //! correctly signed RS256 token, so the claim checks get exercised; anything else verifies the
@@ -12,8 +12,8 @@ use aws_lc_rs::rsa::{KeyPair, KeySize};
 use aws_lc_rs::signature::KeyPair as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use libfuzzer_sys::fuzz_target;
-use shared::keys::PublicKey;
-use shared::{DirSource, KeySet, Keys, Verifier, VerifierConfig};
+use access_token::keys::PublicKey;
+use access_token::{DirSource, KeySet, Keys, Verifier, VerifierConfig};
 
 struct Fixture {
     verifier: Verifier,

@@ -16,7 +16,7 @@ pub struct TestApp {
     pub keys_dir: PathBuf,
     /// Holds `keys_dir` (and anything beside it) until the test ends.
     pub root: tempfile::TempDir,
-    pub app_keys: std::sync::Arc<shared::Keys>,
+    pub app_keys: std::sync::Arc<access_token::Keys>,
 }
 
 /// The app trusting [`TestKey::trusted`].

@@ -68,7 +68,7 @@ impl ToyJwks {
 struct JwksApp {
     address: String,
     client: reqwest::Client,
-    keys: Arc<shared::Keys>,
+    keys: Arc<access_token::Keys>,
 }
 
 async fn spawn_jwks_app(url: &str) -> JwksApp {
@@ -177,7 +177,7 @@ async fn the_last_good_set_stays_while_the_jwks_fails_or_comes_back_empty() {
         jwks.set(status, body.clone());
         let outcome = app.keys.reload().await;
         assert!(
-            matches!(outcome, shared::keyset::ReloadOutcome::KeptPrevious { .. }),
+            matches!(outcome, access_token::keyset::ReloadOutcome::KeptPrevious { .. }),
             "{status} {body}: {outcome:?}"
         );
         assert_eq!(app.get("/articles", Some(&token)).await.status(), StatusCode::OK);

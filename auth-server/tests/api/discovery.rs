@@ -1,5 +1,5 @@
+use access_token::AccessClaims;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use shared::AccessClaims;
 
 use crate::helpers::{spawn_app, unique_user};
 

@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use access_token::TokenResponse;
 use auth_server::{Application, Settings};
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-use shared::TokenResponse;
 use test_support::RedisServer;
 
 pub const PASSWORD: &str = "correct horse battery";

@@ -337,7 +337,7 @@ fn check_consistent(store: &KeyStore) -> Result<usize, String> {
     };
     for path in pems(store.public_dir()) {
         let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        shared::keys::PublicKey::from_pem(&bytes)
+        access_token::keys::PublicKey::from_pem(&bytes)
             .map_err(|e| format!("{}: partial public key: {e}", path.display()))?;
         checked += 1;
     }

@@ -1,6 +1,6 @@
 //! What the two OpenAPI 3.1 documents share, so both describe errors and bearer auth the same
 //! way: the `bearer` security scheme ([`BearerAuth`]), error responses whose body is
-//! [`ErrorBody`](crate::ErrorBody) (its schema is derived from the real type, so it cannot
+//! [`ErrorBody`](access_token::ErrorBody) (its schema is derived from the real type, so it cannot
 //! drift), and [`add_common_responses`] for the statuses any route can answer whatever it does
 //! (the [`limits`](crate::limits), a 500).
 
@@ -98,7 +98,7 @@ mod tests {
     use utoipa::{OpenApi as _, ToSchema};
 
     use super::*;
-    use crate::{ErrorBody, ErrorCode};
+    use access_token::{ErrorBody, ErrorCode};
 
     #[derive(utoipa::OpenApi)]
     #[openapi(components(schemas(ErrorBody, ErrorCode)), modifiers(&BearerAuth))]
@@ -116,7 +116,7 @@ mod tests {
             .collect();
         assert!(codes.contains(&"invalid_token") && codes.contains(&"internal_error"), "{codes:?}");
         assert_eq!(codes.len(), 11);
-        let body = serde_json::to_value(crate::ApiError::internal().body()).unwrap();
+        let body = serde_json::to_value(access_token::ApiError::internal().body()).unwrap();
         for field in body.as_object().unwrap().keys() {
             assert!(schemas["ErrorBody"]["properties"][field].is_object(), "{field}");
         }

@@ -1,14 +1,17 @@
-//! The one error envelope of both servers: `{"error": "<code>", "error_description": "..."}`.
+//! The error envelope of every service that speaks the contract:
+//! `{"error": "<code>", "error_description": "..."}` (RFC 6749 §5.2 style).
 //!
-//! Every handler error ends up as an [`ApiError`]; its [`ResponseError`] impl is the only place
-//! where an error becomes an HTTP response, so status, body and headers stay consistent.
+//! It lives with the tokens because it is wire contract: the [`Authenticated`](crate::Authenticated)
+//! extractor answers with it, and so does every handler of a service. Every error ends up as
+//! an [`ApiError`]; its [`ResponseError`] impl is the only place where an error becomes an HTTP
+//! response, so status, body and headers stay consistent.
 
 use std::borrow::Cow;
 use std::fmt;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, ResponseError, error as actix_error, web};
+use actix_web::{HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
 
 /// The error codes of the contract, one per variant.
@@ -159,6 +162,11 @@ impl ApiError {
         &self.description
     }
 
+    /// The `WWW-Authenticate` challenge sent with this error, if any.
+    pub fn www_authenticate(&self) -> Option<&str> {
+        self.www_authenticate.as_deref()
+    }
+
     /// The body this error is sent with.
     pub fn body(&self) -> ErrorBody {
         ErrorBody { error: self.code, error_description: self.description.to_string() }
@@ -191,81 +199,6 @@ impl ResponseError for ApiError {
         }
         res.json(self.body())
     }
-}
-
-/// 405 for a known path asked with another method: the contract's envelope (`invalid_request`)
-/// and an `Allow` header listing `allowed` (RFC 9110 §15.5.6).
-pub fn method_not_allowed(
-    method: &actix_web::http::Method,
-    allowed: &[actix_web::http::Method],
-) -> HttpResponse {
-    let allow = allowed.iter().map(actix_web::http::Method::as_str).collect::<Vec<_>>().join(", ");
-    let err =
-        ApiError::invalid_request(format!("method {method} is not allowed here; use {allow}"))
-            .with_status(StatusCode::METHOD_NOT_ALLOWED);
-    let mut res = err.error_response();
-    if let Ok(value) = HeaderValue::from_str(&allow) {
-        res.headers_mut().insert(header::ALLOW, value);
-    }
-    res
-}
-
-/// Largest request body either server accepts.
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
-
-/// JSON extractor settings: the body limit, and contract errors for bad bodies.
-pub fn json_config() -> web::JsonConfig {
-    web::JsonConfig::default().limit(MAX_BODY_BYTES).error_handler(|err, _req: &HttpRequest| {
-        let api = match &err {
-            actix_error::JsonPayloadError::OverflowKnownLength { .. }
-            | actix_error::JsonPayloadError::Overflow { .. } => ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("request body is larger than {MAX_BODY_BYTES} bytes"),
-            ),
-            actix_error::JsonPayloadError::ContentType => {
-                ApiError::invalid_request("Content-Type must be application/json")
-            }
-            actix_error::JsonPayloadError::Deserialize(e) => {
-                ApiError::invalid_request(format!("invalid JSON body: {}", describe_json_error(e)))
-            }
-            _ => ApiError::invalid_request("could not read the request body"),
-        };
-        api.into()
-    })
-}
-
-/// Form extractor settings: the body limit, and contract errors for bad bodies.
-pub fn form_config() -> web::FormConfig {
-    web::FormConfig::default().limit(MAX_BODY_BYTES).error_handler(|err, _req: &HttpRequest| {
-        let api = match &err {
-            actix_error::UrlencodedError::Overflow { .. } => ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                format!("request body is larger than {MAX_BODY_BYTES} bytes"),
-            ),
-            _ => ApiError::invalid_request("invalid form body"),
-        };
-        api.into()
-    })
-}
-
-/// Path extractor settings: a bad path segment is a 404, not a 500.
-pub fn path_config() -> web::PathConfig {
-    web::PathConfig::default().error_handler(|_err, _req| ApiError::not_found().into())
-}
-
-/// Query extractor settings.
-pub fn query_config() -> web::QueryConfig {
-    web::QueryConfig::default()
-        .error_handler(|_err, _req| ApiError::invalid_request("invalid query string").into())
-}
-
-/// serde_json's message names the field and position without echoing the input's values,
-/// except for "unknown variant"/"invalid type" which quote short literals; passwords never
-/// reach here as values because every field is a plain string.
-fn describe_json_error(e: &serde_json::Error) -> String {
-    let msg = e.to_string();
-    // Keep the description short; serde_json messages are bounded but the input is not.
-    msg.chars().take(200).collect()
 }
 
 #[cfg(test)]

@@ -5,9 +5,6 @@ use serde::{Deserialize, Serialize};
 /// The `typ` header of every access token (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 
-/// The scope the articles API requires.
-pub const ARTICLES_READ_SCOPE: &str = "articles:read";
-
 /// The claims of an access token, exactly as the contract lists them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
@@ -96,9 +93,9 @@ mod tests {
 
     #[test]
     fn scope_matches_whole_words_only() {
-        assert!(claims("openid articles:read").has_scope(ARTICLES_READ_SCOPE));
-        assert!(!claims("articles:readwrite").has_scope(ARTICLES_READ_SCOPE));
-        assert!(!claims("").has_scope(ARTICLES_READ_SCOPE));
+        assert!(claims("openid articles:read").has_scope("articles:read"));
+        assert!(!claims("articles:readwrite").has_scope("articles:read"));
+        assert!(!claims("").has_scope("articles:read"));
     }
 
     #[test]

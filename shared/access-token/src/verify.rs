@@ -53,9 +53,6 @@ const MAX_HEADER_B64: usize = 1024;
 /// Default clock-skew allowance (`API_LEEWAY`).
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 
-/// Default `realm` of the `WWW-Authenticate` challenge (the articles API's).
-pub const DEFAULT_REALM: &str = "articles";
-
 /// What a [`Verifier`] accepts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifierConfig {
@@ -68,21 +65,22 @@ pub struct VerifierConfig {
     /// A scope every token must carry (`articles:read` for the articles API), or none (the auth
     /// server's `/logout/all` only needs a valid token).
     pub required_scope: Option<String>,
-    /// The `realm` of the `WWW-Authenticate` challenges answered on failure.
-    pub realm: String,
+    /// The `realm` of the `WWW-Authenticate` challenges answered on failure; none by default
+    /// (RFC 6750 §3 makes it optional), each service names its own.
+    pub realm: Option<String>,
     /// How many verified tokens to remember (0: none); see the module doc.
     pub token_cache: usize,
 }
 
 impl VerifierConfig {
-    /// A config for `issuer` and `audience` with the default leeway and realm, no scope.
+    /// A config for `issuer` and `audience` with the default leeway, no realm, no scope.
     pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
         Self {
             issuer: issuer.into(),
             audience: audience.into(),
             leeway: DEFAULT_LEEWAY,
             required_scope: None,
-            realm: DEFAULT_REALM.to_owned(),
+            realm: None,
             token_cache: crate::token_cache::DEFAULT_CAPACITY,
         }
     }
@@ -107,7 +105,7 @@ impl VerifierConfig {
 
     /// Sets the realm of the challenges.
     pub fn realm(mut self, realm: impl Into<String>) -> Self {
-        self.realm = realm.into();
+        self.realm = Some(realm.into());
         self
     }
 }
@@ -199,7 +197,7 @@ pub struct Verifier {
     keys: Arc<Keys>,
     leeway: u64,
     required_scope: Option<String>,
-    realm: String,
+    realm: Option<String>,
     cache: Option<TokenCache>,
     /// What `jsonwebtoken::decode` checks: RS256 only, the required claims, `iss`, `aud`,
     /// `exp` and `nbf` with the leeway.
@@ -238,9 +236,9 @@ impl Verifier {
         &self.keys
     }
 
-    /// The realm for `WWW-Authenticate`.
-    pub fn realm(&self) -> &str {
-        &self.realm
+    /// The realm for `WWW-Authenticate`, if the service names one.
+    pub fn realm(&self) -> Option<&str> {
+        self.realm.as_deref()
     }
 
     /// The scope every token must carry, if any.

@@ -10,13 +10,13 @@
 //! | idle keep-alive | [`KEEP_ALIVE`] | connection closed |
 //! | after the response, closing | [`CLIENT_DISCONNECT_TIMEOUT`] | connection dropped |
 //!
-//! Bodies are bounded by the extractors' configs ([`crate::error::json_config`],
-//! [`crate::error::form_config`], [`MAX_BODY_BYTES`]).
+//! Bodies are bounded by the extractors' configs ([`crate::rejections::json_config`],
+//! [`crate::rejections::form_config`], [`MAX_BODY_BYTES`]).
 //!
 //! [`check`] applies the header-line limit to every header. A resource server whose
 //! `Authorization` header carries the token uses [`head_error`] with that header exempt, so an
 //! over-long token gets the contract's 401 with `WWW-Authenticate` from the verifier (which
-//! refuses tokens over [`crate::verify::MAX_TOKEN_BYTES`] before parsing) rather than a bare 431;
+//! refuses tokens over [`access_token::verify::MAX_TOKEN_BYTES`] before parsing) rather than a bare 431;
 //! it is still bounded by the 128 KiB head limit.
 
 use std::future::Future;
@@ -28,8 +28,10 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::HeaderName;
 use actix_web::middleware::Next;
 
-use crate::error::ApiError;
-pub use crate::error::MAX_BODY_BYTES;
+use access_token::ApiError;
+
+/// Largest request body either server accepts.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// Longest header line (name and value) accepted.
 pub const MAX_HEADER_BYTES: usize = 8 * 1024;
@@ -101,7 +103,7 @@ mod tests {
         let long = "a".repeat(MAX_HEADER_BYTES);
         let req = TestRequest::default().insert_header(("x-big", long.as_str())).to_srv_request();
         let err = head_error(&req, &[]).map(|e| e.code());
-        assert_eq!(err, Some(crate::ErrorCode::InvalidRequest));
+        assert_eq!(err, Some(access_token::ErrorCode::InvalidRequest));
 
         let req =
             TestRequest::default().insert_header((AUTHORIZATION, long.as_str())).to_srv_request();

@@ -11,6 +11,9 @@
 //! | invalid token | 401 `invalid_token` | `Bearer realm="R", error="invalid_token", error_description="..."` |
 //! | valid token without the scope | 403 `insufficient_scope` | `Bearer realm="R", error="insufficient_scope", scope="S"` |
 //!
+//! A service that names no realm ([`VerifierConfig::realm`](crate::VerifierConfig::realm))
+//! gets the same challenges without `realm="R"` (bare `Bearer` for a missing header).
+//!
 //! Decisions where the contract is silent:
 //! - No header: RFC 6750 puts no error code in the challenge, but every body of ours carries
 //!   an `error`; the body says `invalid_token` ("an access token is required"), the header
@@ -144,27 +147,37 @@ fn finish(
 /// The response for a refused token: 403 `insufficient_scope` or 401 `invalid_token`, with
 /// the RFC 6750 challenge for `realm`. Public so other entry points (a WebSocket upgrade, a
 /// handler verifying a token from a body) answer exactly like the extractor.
-pub fn token_error(err: &VerifyError, realm: &str) -> ApiError {
+pub fn token_error(err: &VerifyError, realm: Option<&str>) -> ApiError {
     let description = err.to_string();
     match err {
         VerifyError::InsufficientScope(scope) => {
-            let challenge = format!(
-                "Bearer realm=\"{}\", error=\"insufficient_scope\", scope=\"{}\"",
-                quoted(realm),
-                quoted(scope)
-            );
+            let challenge =
+                challenge(realm, &[("error", "insufficient_scope"), ("scope", scope.as_str())]);
             ApiError::new(ErrorCode::InsufficientScope, description)
                 .with_www_authenticate(challenge)
         }
         _ => {
-            let challenge = format!(
-                "Bearer realm=\"{}\", error=\"invalid_token\", error_description=\"{}\"",
-                quoted(realm),
-                quoted(&description)
+            let challenge = challenge(
+                realm,
+                &[("error", "invalid_token"), ("error_description", description.as_str())],
             );
             ApiError::new(ErrorCode::InvalidToken, description).with_www_authenticate(challenge)
         }
     }
+}
+
+/// `Bearer realm="R", k="v", ...` (RFC 6750 §3); without a realm and parameters, `Bearer`.
+fn challenge(realm: Option<&str>, params: &[(&str, &str)]) -> String {
+    let mut out = String::from("Bearer");
+    let realm = realm.map(|r| ("realm", r));
+    for (i, (name, value)) in realm.iter().chain(params).enumerate() {
+        out.push_str(if i == 0 { " " } else { ", " });
+        out.push_str(name);
+        out.push_str("=\"");
+        out.push_str(&quoted(value));
+        out.push('"');
+    }
+    out
 }
 
 /// Why the `Authorization` header could not be used.
@@ -178,15 +191,12 @@ pub enum BearerError {
 
 impl BearerError {
     /// The contract's response for this failure, for `realm`.
-    pub fn into_api_error(self, realm: &str) -> ApiError {
+    pub fn into_api_error(self, realm: Option<&str>) -> ApiError {
         match self {
             Self::Missing => ApiError::new(ErrorCode::InvalidToken, "an access token is required")
-                .with_www_authenticate(format!("Bearer realm=\"{}\"", quoted(realm))),
+                .with_www_authenticate(challenge(realm, &[])),
             Self::Malformed(why) => ApiError::new(ErrorCode::InvalidRequest, why)
-                .with_www_authenticate(format!(
-                    "Bearer realm=\"{}\", error=\"invalid_request\"",
-                    quoted(realm)
-                )),
+                .with_www_authenticate(challenge(realm, &[("error", "invalid_request")])),
         }
     }
 }
@@ -279,6 +289,28 @@ mod tests {
         ] {
             assert!(matches!(parse(bad), Err(BearerError::Malformed(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn challenges_name_the_realm_only_when_there_is_one() {
+        assert_eq!(BearerError::Missing.into_api_error(None).www_authenticate(), Some("Bearer"));
+        assert_eq!(
+            BearerError::Missing.into_api_error(Some("photos")).www_authenticate(),
+            Some("Bearer realm=\"photos\"")
+        );
+        let scope = token_error(&VerifyError::InsufficientScope("photos:read".into()), None);
+        assert_eq!(
+            scope.www_authenticate(),
+            Some("Bearer error=\"insufficient_scope\", scope=\"photos:read\"")
+        );
+        let expired = token_error(&VerifyError::Expired, Some("p\"x"));
+        assert_eq!(
+            expired.www_authenticate(),
+            Some(
+                "Bearer realm=\"px\", error=\"invalid_token\", \
+                 error_description=\"the token has expired\""
+            )
+        );
     }
 
     #[test]

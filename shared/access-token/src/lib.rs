@@ -1,0 +1,44 @@
+//! RS256 access tokens (RFC 9068) for actix-web services: everything a resource server needs
+//! to accept the auth server's tokens, and the wire formats the auth server issues them in.
+//!
+//! A service adds a [`Verifier`] (what it accepts: issuer, audience, scope, realm) over live
+//! [`Keys`] (a keys folder kept in step by [`watch`], or any [`KeySource`] such as a JWKS
+//! client) to its app data, and takes [`Authenticated`] in its handlers. Nothing here names the
+//! articles API: realm and scope are the service's settings.
+//!
+//! What is here:
+//! - [`claims`]: the RFC 9068 access-token claims and the token response;
+//! - [`error`]: the contract's error envelope (`{"error", "error_description"}`) and its one
+//!   mapping to HTTP responses, which the extractor and every handler answer with;
+//! - [`keys`]: public keys, their RFC 7638 `kid`, JWKs;
+//! - [`keyset`]: immutable key sets by `kid` and the live, hot-swapped [`Keys`];
+//! - [`watch`]: keeping [`Keys`] in step with a keys folder (file events, poll, SIGHUP);
+//! - [`verify`]: the pinned RS256 [`Verifier`] (policy checks, then `jsonwebtoken::decode`,
+//!   and a bounded cache of verified tokens);
+//! - [`jwt_provider`]: the `jsonwebtoken` crypto provider that reuses parsed keys;
+//! - [`extract`]: the actix-web [`Authenticated`] extractor answering RFC 6750 challenges;
+//! - [`metrics`]: the verification and key series in the Prometheus default registry.
+//!
+//! What is not: service plumbing (settings, HTTP limits, the metrics middleware and
+//! `/metrics`, request ids, shutdown) is the `service-kit` crate's, which depends on this one
+//! (for the error envelope), never the other way round. Signing is the auth server's.
+
+pub mod claims;
+pub mod error;
+pub mod extract;
+pub mod jwt_provider;
+pub mod keys;
+pub mod keyset;
+pub mod metrics;
+mod token_cache;
+pub mod verify;
+pub mod watch;
+
+#[cfg(test)]
+mod test_keys;
+
+pub use claims::{AccessClaims, TokenResponse};
+pub use error::{ApiError, ErrorBody, ErrorCode};
+pub use extract::Authenticated;
+pub use keyset::{DirSource, KeySet, KeySource, Keys};
+pub use verify::{Verifier, VerifierConfig, VerifyError};

@@ -1,0 +1,264 @@
+//! The token side's Prometheus series: verification outcomes (`token_verifications_total`), key
+//! reloads (`key_reloads_total`, `key_files_skipped_total`) and the live key count
+//! (`keys_loaded`), plus the helpers that register a series in the process-wide default
+//! registry ([`register`], [`counter`], [`counter_vec`], [`gauge`], [`gauge_vec`]).
+//!
+//! Everything is in [`prometheus::default_registry`], so whatever serves `/metrics` for the
+//! service (e.g. `prometheus::gather()`) shows these series with no wiring; [`prometheus`] is
+//! re-exported so services need no direct dependency on it. A verification costs one atomic
+//! add on a pre-resolved counter.
+
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+
+pub use prometheus;
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
+
+use crate::keyset::{DirLoad, KeySource, KeySourceError, Keys, LoadFuture};
+use crate::verify::VerifyError;
+
+// ---------------------------------------------------------------------------------------------
+// Registration
+
+/// Registers `collector` in the default registry. A second registration of the same metric
+/// (two apps in one test process share the registry) is not an error: the first one stays.
+pub fn register<C: Collector + Clone + 'static>(collector: C) -> C {
+    if let Err(e) = prometheus::register(Box::new(collector.clone()))
+        && !matches!(e, prometheus::Error::AlreadyReg)
+    {
+        log::error!("metric not registered: {e}");
+    }
+    collector
+}
+
+/// A counter family with `labels`, registered in the default registry.
+///
+/// A bad name is a programming error caught by the unit tests; should it ever happen, the
+/// family is still usable, just not exported.
+pub fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let vec = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| {
+        log::error!("bad metric {name}: {e}");
+        fallback_counter_vec(labels)
+    });
+    register(vec)
+}
+
+/// A plain counter, registered in the default registry.
+pub fn counter(name: &str, help: &str) -> IntCounter {
+    let counter = IntCounter::new(name, help).unwrap_or_else(|e| {
+        log::error!("bad metric {name}: {e}");
+        fallback_counter_vec(&[]).with_label_values::<&str>(&[])
+    });
+    register(counter)
+}
+
+/// A gauge, registered in the default registry.
+pub fn gauge(name: &str, help: &str) -> IntGauge {
+    let gauge = IntGauge::new(name, help).unwrap_or_else(|e| {
+        log::error!("bad metric {name}: {e}");
+        #[allow(clippy::expect_used)] // a constant, valid name: cannot fail
+        IntGauge::new("invalid_metric", "-").expect("constant metric name")
+    });
+    register(gauge)
+}
+
+/// A gauge family with `labels`, registered in the default registry.
+pub fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> prometheus::IntGaugeVec {
+    let vec = prometheus::IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| {
+        log::error!("bad metric {name}: {e}");
+        #[allow(clippy::expect_used)] // a constant, valid name: cannot fail
+        prometheus::IntGaugeVec::new(Opts::new("invalid_metric", "-"), labels)
+            .expect("constant metric name")
+    });
+    register(vec)
+}
+
+fn fallback_counter_vec(labels: &[&str]) -> IntCounterVec {
+    #[allow(clippy::expect_used)] // a constant, valid name: cannot fail
+    IntCounterVec::new(Opts::new("invalid_metric", "-"), labels).expect("constant metric name")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token verification
+
+/// Every outcome label of `token_verifications_total`: `ok`, then each [`VerifyError::kind`].
+pub const VERIFY_OUTCOMES: &[&str] = &[
+    "ok",
+    "too_long",
+    "malformed",
+    "wrong_alg",
+    "wrong_typ",
+    "missing_kid",
+    "unknown_kid",
+    "bad_signature",
+    "expired",
+    "not_yet_valid",
+    "wrong_issuer",
+    "wrong_audience",
+    "missing_claim",
+    "insufficient_scope",
+];
+
+static VERIFICATIONS: LazyLock<Vec<IntCounter>> = LazyLock::new(|| {
+    let vec = counter_vec(
+        "token_verifications_total",
+        "Access tokens verified, by outcome (ok, expired, bad_signature, unknown_kid, ...).",
+        &["outcome"],
+    );
+    VERIFY_OUTCOMES.iter().map(|o| vec.with_label_values(&[*o])).collect()
+});
+
+/// Counts one verification (`token_verifications_total{outcome}`): one atomic add.
+pub fn record_verification<T>(result: &Result<T, VerifyError>) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(e) => e.kind(),
+    };
+    if let Some(i) = VERIFY_OUTCOMES.iter().position(|o| *o == outcome)
+        && let Some(counter) = VERIFICATIONS.get(i)
+    {
+        counter.inc();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key reloads
+
+static KEY_RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "key_reloads_total",
+        "Reads of the public key source (poll, SIGHUP, unknown kid), by outcome: ok, or failed (source unreadable or no usable key).",
+        &["outcome"],
+    )
+});
+
+static KEY_FILES_SKIPPED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "key_files_skipped_total",
+        "Key files or JWKs skipped on a read because they could not be used.",
+    )
+});
+
+/// The live keys `keys_loaded` reports, read at each gather (the latest [`observe_keys`] call
+/// wins; weak, so it never keeps a stopped app's keys alive).
+static OBSERVED_KEYS: Mutex<Option<Weak<Keys>>> = Mutex::new(None);
+
+/// `keys_loaded`: the size of the observed live set, read when the registry is gathered, so a
+/// scrape always shows the set of that moment without any hook in the `/metrics` handler.
+#[derive(Clone)]
+struct KeysLoaded(IntGauge);
+
+impl Collector for KeysLoaded {
+    fn desc(&self) -> Vec<&Desc> {
+        self.0.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let live = OBSERVED_KEYS.lock().ok().and_then(|k| k.as_ref().and_then(Weak::upgrade));
+        if let Some(keys) = live {
+            self.0.set(i64::try_from(keys.current().len()).unwrap_or(i64::MAX));
+        }
+        self.0.collect()
+    }
+}
+
+static KEYS_LOADED: LazyLock<KeysLoaded> = LazyLock::new(|| {
+    let gauge = IntGauge::new("keys_loaded", "Public keys in the live verification set.")
+        .unwrap_or_else(|e| {
+            log::error!("bad metric keys_loaded: {e}");
+            #[allow(clippy::expect_used)] // a constant, valid name: cannot fail
+            IntGauge::new("invalid_metric", "-").expect("constant metric name")
+        });
+    register(KeysLoaded(gauge))
+});
+
+/// Makes `keys_loaded` report the size of `keys`' live set at every scrape.
+pub fn observe_keys(keys: &Arc<Keys>) {
+    LazyLock::force(&KEYS_LOADED);
+    if let Ok(mut observed) = OBSERVED_KEYS.lock() {
+        *observed = Some(Arc::downgrade(keys));
+    }
+}
+
+/// A [`KeySource`] that counts the reads of the source it wraps in `key_reloads_total`, so
+/// every reload path (poll, SIGHUP, unknown `kid`) is counted without touching them.
+#[derive(Debug)]
+pub struct ObservedSource<S> {
+    inner: S,
+}
+
+impl<S: KeySource> ObservedSource<S> {
+    /// Counts the reads of `inner`.
+    pub fn new(inner: S) -> Self {
+        // Both outcomes show up from the start (a rate over a missing series is empty).
+        for outcome in ["ok", "failed"] {
+            KEY_RELOADS.with_label_values(&[outcome]);
+        }
+        LazyLock::force(&KEY_FILES_SKIPPED);
+        Self { inner }
+    }
+}
+
+impl<S: KeySource> KeySource for ObservedSource<S> {
+    fn load(&self) -> LoadFuture<'_> {
+        Box::pin(async move {
+            let result: Result<DirLoad, KeySourceError> = self.inner.load().await;
+            let ok = matches!(&result, Ok(load) if !load.set.is_empty());
+            KEY_RELOADS.with_label_values(&[if ok { "ok" } else { "failed" }]).inc();
+            if let Ok(load) = &result {
+                KEY_FILES_SKIPPED.inc_by(load.skipped.len() as u64);
+            }
+            result
+        })
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_verify_error_kind_has_an_outcome_label() {
+        let errors = [
+            VerifyError::TooLong,
+            VerifyError::Malformed("x"),
+            VerifyError::WrongAlg,
+            VerifyError::WrongTyp,
+            VerifyError::MissingKid,
+            VerifyError::UnknownKid,
+            VerifyError::BadSignature,
+            VerifyError::Expired,
+            VerifyError::NotYetValid,
+            VerifyError::WrongIssuer,
+            VerifyError::WrongAudience,
+            VerifyError::MissingClaim("sub"),
+            VerifyError::InsufficientScope("s".into()),
+        ];
+        for e in errors {
+            assert!(VERIFY_OUTCOMES.contains(&e.kind()), "{}", e.kind());
+        }
+    }
+
+    #[test]
+    fn a_verification_moves_its_outcome_series() {
+        let series = |o: &str| {
+            prometheus::gather()
+                .iter()
+                .find(|f| f.name() == "token_verifications_total")
+                .and_then(|f| {
+                    f.get_metric().iter().find(|m| {
+                        m.get_label().iter().any(|l| l.name() == "outcome" && l.value() == o)
+                    })
+                })
+                .map_or(0.0, |m| m.get_counter().get_value())
+        };
+        let before = series("wrong_typ");
+        record_verification::<()>(&Err(VerifyError::WrongTyp));
+        assert_eq!(series("wrong_typ"), before + 1.0);
+    }
+}

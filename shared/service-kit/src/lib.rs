@@ -1,0 +1,27 @@
+//! Service plumbing for the actix-web servers of this system: what every service needs around
+//! its handlers, whatever it serves.
+//!
+//! - [`config`]: settings layered defaults → TOML file → environment, one-line errors;
+//! - [`duration`]: the `900` / `15m` / `7d` duration syntax of the configuration;
+//! - [`limits`]: header, target, body and time limits on every request (slow clients included);
+//! - [`rejections`]: the contract's answers for bad bodies, paths and queries (extractor
+//!   configs) and for a known path asked with another method (405);
+//! - [`metrics`]: the HTTP metrics middleware and `GET /metrics`;
+//! - [`request_id`]: the `X-Request-Id` middleware;
+//! - [`shutdown`]: graceful shutdown on SIGTERM and SIGINT;
+//! - [`healthcheck`]: the servers' `healthcheck` subcommand (`GET /readyz` on the local port);
+//! - [`openapi`]: the OpenAPI pieces both documents share (error envelope, bearer scheme).
+//!
+//! What is not: anything about tokens or keys (the `access-token` crate). This crate depends
+//! on `access-token` only for the error envelope ([`access_token::ApiError`]), which is wire
+//! contract, and for the metric registration helpers its series share.
+
+pub mod config;
+pub mod duration;
+pub mod healthcheck;
+pub mod limits;
+pub mod metrics;
+pub mod openapi;
+pub mod rejections;
+pub mod request_id;
+pub mod shutdown;
