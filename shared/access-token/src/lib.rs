@@ -3,8 +3,9 @@
 //!
 //! A service adds a [`Verifier`] (what it accepts: issuer, audience, scope, realm) over live
 //! [`Keys`] (a keys folder kept in step by [`watch`], or any [`KeySource`] such as a JWKS
-//! client) to its app data, and takes [`Authenticated`] in its handlers. Nothing here names the
-//! articles API: realm and scope are the service's settings.
+//! client) to its app data, and takes [`Authenticated`] in its handlers:
+//! `examples/resource_server.rs` is a whole third service in a few lines (its test starts it).
+//! Nothing here names the articles API: realm and scope are the service's settings.
 //!
 //! What is here:
 //! - [`claims`]: the RFC 9068 access-token claims and the token response;
