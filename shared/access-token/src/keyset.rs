@@ -31,12 +31,27 @@ pub const DEFAULT_REFRESH_COOLDOWN: Duration = Duration::from_secs(1);
 /// An immutable set of public keys indexed by `kid` (RFC 7638 thumbprint).
 ///
 /// Immutable so it can be shared between threads without locks and swapped whole.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct KeySet {
+    /// Unique per set built, growing: what verified tokens are cached against.
+    id: u64,
     keys: HashMap<String, Arc<PublicKey>>,
     /// Which file each key came from (file name → kid), so a reload that finds the file
     /// momentarily unreadable can keep the key it held (see [`Keys::reload`]).
     origins: HashMap<String, String>,
+}
+
+/// The next [`KeySet::id`].
+static NEXT_SET_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Default for KeySet {
+    fn default() -> Self {
+        Self {
+            id: NEXT_SET_ID.fetch_add(1, Ordering::Relaxed),
+            keys: HashMap::new(),
+            origins: HashMap::new(),
+        }
+    }
 }
 
 impl KeySet {
@@ -98,6 +113,12 @@ impl KeySet {
             }
         }
         Ok(DirLoad { set, skipped })
+    }
+
+    /// This set's identity: unique among the sets of the process, and larger for a set built
+    /// later. A clone shares it (it holds the same keys).
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// The key named `kid`, if loaded. `kid` is only a map key.
