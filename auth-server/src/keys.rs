@@ -752,35 +752,34 @@ fn set_mode(_path: &Path, _mode: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` through a temp file in the same directory: fsync, rename, fsync dir.
+/// Writes `bytes` to `path` through a temp file in the same directory (`tempfile`: a hidden,
+/// random name, created exclusively, removed if anything fails): `mode` on the open file (so
+/// the umask does not decide who reads a public key, and a private key is never readable by
+/// others, even for a moment), fsync, rename over `path`, fsync the directory.
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyStoreError> {
     let io_err = |source| KeyStoreError::Io { path: path.to_owned(), source };
     let dir = path.parent().ok_or_else(|| io_err(io::ErrorKind::InvalidInput.into()))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("key");
-    let mut suffix = [0u8; 8];
-    aws_lc_rs::rand::fill(&mut suffix).map_err(|_| io_err(io::Error::other("random")))?;
-    let suffix: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
-    let tmp = dir.join(format!(".{name}.tmp-{suffix}"));
-
-    let result = (|| {
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
-        #[cfg(not(unix))]
-        let _ = mode;
-        let mut file = options.open(&tmp)?;
-        set_mode(&tmp, mode)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    let prefix = format!(".{name}.tmp-");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        builder.permissions(fs::Permissions::from_mode(mode & 0o600));
     }
-    result.map_err(io_err)
+    let mut file = builder.tempfile_in(dir).map_err(io_err)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        file.as_file().set_permissions(fs::Permissions::from_mode(mode)).map_err(io_err)?;
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    file.write_all(bytes).map_err(io_err)?;
+    file.as_file().sync_all().map_err(io_err)?;
+    file.persist(path).map_err(|e| io_err(e.error))?;
+    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err)
 }
 
 #[cfg(test)]
@@ -824,6 +823,30 @@ mod tests {
         let again = store.load_or_init().unwrap();
         assert_eq!(again.signer().kid(), kid);
         assert_eq!(again.public_keys().len(), 1);
+    }
+
+    #[test]
+    fn an_atomic_write_replaces_whole_with_its_mode_and_leaves_no_temp_file_when_it_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.pem");
+        write_atomic(&path, b"one", 0o644).unwrap();
+        write_atomic(&path, b"two", 0o600).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"two");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        // The rename fails (a folder is in the way): the temp file goes too.
+        let blocked = dir.path().join("blocked");
+        fs::create_dir(blocked.join("inside").parent().unwrap()).unwrap();
+        fs::write(blocked.join("inside"), b"x").unwrap();
+        assert!(write_atomic(&blocked, b"three", 0o644).is_err());
+        let names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| !n.contains(".tmp-")), "{names:?}");
     }
 
     #[test]
