@@ -23,7 +23,6 @@ use actix_web::dev::{Server, ServiceRequest};
 use actix_web::middleware::Logger;
 use actix_web::{App, HttpServer, web};
 use service_kit::metrics::HttpMetrics;
-use service_kit::request_id::RequestIdMiddleware;
 
 use crate::articles::{Articles, ArticlesError};
 pub use crate::config::{KeysFrom, Settings};
@@ -128,7 +127,7 @@ impl Application {
             App::new()
                 .wrap(actix_web::middleware::from_fn(limits::check))
                 .wrap(HttpMetrics)
-                .wrap(RequestIdMiddleware)
+                .wrap(actix_web::middleware::from_fn(service_kit::request_id::assign))
                 .wrap(access_log())
                 .app_data(verifier.clone())
                 .app_data(articles.clone())

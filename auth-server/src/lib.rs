@@ -148,7 +148,7 @@ impl Application {
             App::new()
                 .wrap(actix_web::middleware::from_fn(service_kit::limits::check))
                 .wrap(service_kit::metrics::HttpMetrics)
-                .wrap(service_kit::request_id::RequestIdMiddleware)
+                .wrap(actix_web::middleware::from_fn(service_kit::request_id::assign))
                 .wrap(access_log())
                 .app_data(state.clone())
                 .app_data(verifier.clone())

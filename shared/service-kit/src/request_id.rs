@@ -8,14 +8,14 @@
 //! free of whatever a client puts in the header (no log injection, bounded size).
 
 use std::fmt;
-use std::future::{Future, Ready, ready};
-use std::pin::Pin;
-use std::rc::Rc;
+use std::future::{Ready, ready};
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::body::MessageBody;
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -89,70 +89,29 @@ pub fn from_header(value: Option<&HeaderValue>) -> RequestId {
     }
 }
 
-/// Actix middleware assigning the [`RequestId`] and echoing it in the response. Wrap it
-/// inside the access log (`.wrap(RequestIdMiddleware).wrap(logger)`) so the log sees the header.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RequestIdMiddleware;
-
-impl<S, B> Transform<S, ServiceRequest> for RequestIdMiddleware
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: 'static,
-{
-    type Response = ServiceResponse<B>;
-    type Error = actix_web::Error;
-    type Transform = RequestIdService<S>;
-    type InitError = ();
-    type Future = Ready<Result<Self::Transform, ()>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(RequestIdService { service: Rc::new(service) }))
-    }
-}
-
-/// The service of [`RequestIdMiddleware`].
-pub struct RequestIdService<S> {
-    service: Rc<S>,
-}
-
-impl<S> fmt::Debug for RequestIdService<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RequestIdService")
-    }
-}
-
-impl<S, B> Service<ServiceRequest> for RequestIdService<S>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: 'static,
-{
-    type Response = ServiceResponse<B>;
-    type Error = actix_web::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<ServiceResponse<B>, actix_web::Error>>>>;
-
-    actix_web::dev::forward_ready!(service);
-
-    fn call(&self, req: ServiceRequest) -> Self::Future {
-        let mut values = req.headers().get_all(REQUEST_ID_HEADER);
-        let first = values.next();
-        // Two ids is no id: which one would the log mean?
-        let id = if values.next().is_some() { generate() } else { from_header(first) };
-        req.extensions_mut().insert(id.clone());
-        let fut = self.service.call(req);
-        Box::pin(async move {
-            match fut.await {
-                Ok(mut res) => {
-                    res.headers_mut().insert(REQUEST_ID_HEADER, id.0);
-                    Ok(res)
-                }
-                Err(e) => {
-                    // Turned into a response here so the id is on it too.
-                    let mut res = e.error_response();
-                    res.headers_mut().insert(REQUEST_ID_HEADER, id.0);
-                    Err(actix_web::error::InternalError::from_response(e, res).into())
-                }
-            }
-        })
+/// Middleware (`actix_web::middleware::from_fn(request_id::assign)`) assigning the
+/// [`RequestId`] and echoing it in the response, error responses included. Wrap it inside the
+/// access log (`.wrap(from_fn(assign)).wrap(logger)`) so the log sees the header.
+pub async fn assign(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let mut values = req.headers().get_all(REQUEST_ID_HEADER);
+    let first = values.next();
+    // Two ids is no id: which one would the log mean?
+    let id = if values.next().is_some() { generate() } else { from_header(first) };
+    req.extensions_mut().insert(id.clone());
+    match next.call(req).await {
+        Ok(mut res) => {
+            res.headers_mut().insert(REQUEST_ID_HEADER, id.0);
+            Ok(res)
+        }
+        Err(e) => {
+            // Turned into a response here so the id is on it too.
+            let mut res = e.error_response();
+            res.headers_mut().insert(REQUEST_ID_HEADER, id.0);
+            Err(actix_web::error::InternalError::from_response(e, res).into())
+        }
     }
 }
 
@@ -169,6 +128,7 @@ impl FromRequest for RequestId {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use actix_web::middleware::from_fn;
     use actix_web::test::{TestRequest, call_service, init_service, read_body};
     use actix_web::{App, HttpResponse, web};
 
@@ -193,7 +153,7 @@ mod tests {
 
     #[actix_web::test]
     async fn a_sane_id_is_echoed_and_an_insane_one_replaced() {
-        let app = init_service(App::new().wrap(RequestIdMiddleware).route(
+        let app = init_service(App::new().wrap(from_fn(assign)).route(
             "/",
             web::get().to(|id: RequestId| async move { HttpResponse::Ok().body(id.to_string()) }),
         ))
@@ -219,7 +179,7 @@ mod tests {
 
     #[actix_web::test]
     async fn unmatched_paths_get_an_id_too() {
-        let app = init_service(App::new().wrap(RequestIdMiddleware)).await;
+        let app = init_service(App::new().wrap(from_fn(assign))).await;
         let req = TestRequest::get().uri("/nope").to_request();
         let res = call_service(&app, req).await;
         assert_eq!(res.status(), 404);
