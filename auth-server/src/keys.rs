@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use access_token::jwt_provider::RsaSigningKey;
 use access_token::keys::PublicKey;
 use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
@@ -625,16 +626,19 @@ impl KeyStore {
         if parsed.tag() != "PRIVATE KEY" {
             return Err(bad("the private key file is not a PKCS#8 PRIVATE KEY"));
         }
-        let pair = RsaKeyPair::from_pkcs8(parsed.contents())
+        let key = RsaSigningKey::from_pem(&text)
             .map_err(|_| bad("the private key is not a usable PKCS#8 RSA key"))?;
-        let public_der =
-            pair.public_key().as_der().map_err(|_| bad("cannot encode its public key"))?;
+        let public_der = key
+            .key_pair()
+            .public_key()
+            .as_der()
+            .map_err(|_| bad("cannot encode its public key"))?;
         let public_pem = pem::encode(&pem::Pem::new("PUBLIC KEY", public_der.as_ref().to_vec()));
         let public = PublicKey::from_pem(public_pem.as_bytes()).map_err(|e| bad(&e.to_string()))?;
         if public.kid() != kid {
             return Err(bad("the private key does not match its file name"));
         }
-        Ok(Signer::new(kid.to_owned(), pair))
+        Ok(Signer::new(kid.to_owned(), key))
     }
 }
 

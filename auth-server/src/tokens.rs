@@ -8,12 +8,13 @@
 use std::fmt;
 
 use access_token::claims::{ACCESS_TOKEN_TYP, AccessClaims};
+use access_token::jwt_provider::RsaSigningKey;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::hkdf::{HKDF_SHA256, Salt};
-use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, Header};
 
 const SID_LEN: usize = 16;
 const SECRET_LEN: usize = 32;
@@ -184,11 +185,13 @@ pub fn open_successor(presented: &RefreshToken, blob: &str) -> Option<RefreshTok
     (token.sid() == sid).then_some(token)
 }
 
-/// Signs access tokens with one RSA key, parsed once.
+/// Signs access tokens with one RSA key: `jsonwebtoken::encode` builds the JWS, and our crypto
+/// provider ([`access_token::jwt_provider`]) hands it the key parsed when it was loaded, so a
+/// signature costs the RSA operation and no key parse.
 pub struct Signer {
     kid: String,
-    key_pair: RsaKeyPair,
-    header_b64: String,
+    header: Header,
+    key: RsaSigningKey,
 }
 
 impl fmt::Debug for Signer {
@@ -203,11 +206,12 @@ impl fmt::Debug for Signer {
 pub struct SignError;
 
 impl Signer {
-    /// A signer for `key_pair`, whose public key has the RFC 7638 thumbprint `kid`.
-    pub fn new(kid: String, key_pair: RsaKeyPair) -> Self {
-        let header = serde_json::json!({ "alg": "RS256", "typ": ACCESS_TOKEN_TYP, "kid": kid });
-        let header_b64 = URL_SAFE_NO_PAD.encode(header.to_string());
-        Self { kid, key_pair, header_b64 }
+    /// A signer for `key`, whose public key has the RFC 7638 thumbprint `kid`.
+    pub fn new(kid: String, key: RsaSigningKey) -> Self {
+        let mut header = Header::new(Algorithm::RS256);
+        header.typ = Some(ACCESS_TOKEN_TYP.to_owned());
+        header.kid = Some(kid.clone());
+        Self { kid, header, key }
     }
 
     /// The `kid` in every token header.
@@ -215,26 +219,10 @@ impl Signer {
         &self.kid
     }
 
-    /// The compact JWS of `claims`. RS256 (PKCS#1 v1.5) is deterministic: the same claims give
-    /// the same token.
+    /// The compact JWS of `claims` (`{"typ":"at+jwt","alg":"RS256","kid":...}` header). RS256
+    /// (PKCS#1 v1.5) is deterministic: the same claims give the same token, byte for byte.
     pub fn sign(&self, claims: &AccessClaims) -> Result<String, SignError> {
-        let payload = serde_json::to_vec(claims).map_err(|_| SignError)?;
-        let mut jws = String::with_capacity(self.header_b64.len() + payload.len() * 2 + 400);
-        jws.push_str(&self.header_b64);
-        jws.push('.');
-        URL_SAFE_NO_PAD.encode_string(&payload, &mut jws);
-        let mut signature = vec![0u8; self.key_pair.public_modulus_len()];
-        self.key_pair
-            .sign(
-                &RSA_PKCS1_SHA256,
-                &aws_lc_rs::rand::SystemRandom::new(),
-                jws.as_bytes(),
-                &mut signature,
-            )
-            .map_err(|_| SignError)?;
-        jws.push('.');
-        URL_SAFE_NO_PAD.encode_string(&signature, &mut jws);
-        Ok(jws)
+        jsonwebtoken::encode(&self.header, claims, self.key.encoding_key()).map_err(|_| SignError)
     }
 }
 
@@ -303,5 +291,56 @@ mod tests {
         assert_eq!(SessionId::parse(token.sid().as_str()), Some(token.sid()));
         assert_eq!(SessionId::parse("short"), None);
         assert_eq!(SessionId::parse("../../../../etc/passwd0"), None);
+    }
+
+    fn test_signer() -> (Signer, access_token::keys::PublicKey) {
+        use aws_lc_rs::encoding::AsDer as _;
+        use aws_lc_rs::signature::KeyPair as _;
+        // INSECURE, TEST-ONLY key.
+        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let private = pem::encode(&pem::Pem::new("PRIVATE KEY", pair.as_der().unwrap().as_ref()));
+        let public_der = pair.public_key().as_der().unwrap();
+        let public = pem::encode(&pem::Pem::new("PUBLIC KEY", public_der.as_ref()));
+        let public = access_token::keys::PublicKey::from_pem(public.as_bytes()).unwrap();
+        let key = RsaSigningKey::from_pem(private.as_bytes()).unwrap();
+        (Signer::new(public.kid().to_owned(), key), public)
+    }
+
+    fn claims() -> AccessClaims {
+        AccessClaims {
+            iss: "http://localhost:5000".into(),
+            aud: "articles-api".into(),
+            sub: "u".into(),
+            preferred_username: "alice".into(),
+            name: None,
+            roles: vec!["user".into()],
+            scope: ISSUED_SCOPE.into(),
+            iat: 1,
+            nbf: 1,
+            exp: 4_000_000_000,
+            jti: "j".into(),
+            sid: "s".into(),
+        }
+    }
+
+    #[test]
+    fn a_signed_token_is_byte_identical_for_the_same_claims_and_parses_no_key_per_signature() {
+        let (signer, public) = test_signer();
+        let before = access_token::jwt_provider::slow_parses();
+        let first = signer.sign(&claims()).unwrap();
+        for _ in 0..10 {
+            assert_eq!(signer.sign(&claims()).unwrap(), first, "the grace replay relies on it");
+        }
+        assert_eq!(access_token::jwt_provider::slow_parses(), before, "a key parse per sign");
+
+        // Any JWT library verifies it with the public key alone; the header is RFC 9068's.
+        let mut validation = jsonwebtoken::Validation::new(Algorithm::RS256);
+        validation.set_audience(&["articles-api"]);
+        let data = jsonwebtoken::decode::<AccessClaims>(&first, public.decoding_key(), &validation)
+            .unwrap();
+        assert_eq!(data.claims, claims());
+        assert_eq!(data.header.typ.as_deref(), Some("at+jwt"));
+        assert_eq!(data.header.kid.as_deref(), Some(public.kid()));
+        assert_eq!(data.header.alg, Algorithm::RS256);
     }
 }
