@@ -5,20 +5,20 @@
 //!   the fetch is retried with backoff ([`RETRY_MIN`] doubling to [`RETRY_MAX`]).
 //! - Then it is re-fetched when the response's `Cache-Control: max-age` (minus `Age`) runs
 //!   out, bounded to [`MIN_REFRESH`]..[`MAX_REFRESH`] ([`DEFAULT_REFRESH`] without one), on
-//!   SIGHUP, and on a token naming an unknown `kid` ([`Keys::refresh_for_unknown_kid`]:
+//!   SIGHUP, and on a token naming an unknown `kid` ([`TrustedKeys::refresh_for_unknown_kid`]:
 //!   single-flight, at most once a second).
 //! - A JWK that cannot be used (not RSA, not for signatures, not RS256, too small, a `kid`
 //!   that is not its RFC 7638 thumbprint) is skipped and reported, never fatal for the others.
-//! - When a fetch fails (auth server down, bad answer), [`Keys`] keeps the last good set, so
+//! - When a fetch fails (auth server down, bad answer), [`TrustedKeys`] keeps the last good set, so
 //!   verification goes on; the fetch is retried with backoff until it works again.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use access_token::keys::PublicKey;
 use access_token::keyset::{
-    DirLoad, KeySet, KeySource, KeySourceError, Keys, LoadFuture, ReloadTrigger, SkippedFile,
+    KeyLoad, KeySet, KeySource, KeySourceError, LoadFuture, ReloadTrigger, SkippedKey, TrustedKeys,
 };
+use access_token::public_key::PublicKey;
 use access_token::watch::Hangup;
 use jsonwebtoken::jwk::Jwk;
 use reqwest::header::{AGE, CACHE_CONTROL, HeaderMap};
@@ -98,7 +98,7 @@ impl JwksSource {
         self.last().max_age.unwrap_or(DEFAULT_REFRESH).clamp(MIN_REFRESH, MAX_REFRESH)
     }
 
-    async fn fetch(&self) -> Result<DirLoad, KeySourceError> {
+    async fn fetch(&self) -> Result<KeyLoad, KeySourceError> {
         let result = self.fetch_inner().await;
         match &result {
             Ok((_, max_age)) => self.record(LastFetch { ok: true, max_age: *max_age }),
@@ -107,7 +107,7 @@ impl JwksSource {
         result.map(|(load, _)| load)
     }
 
-    async fn fetch_inner(&self) -> Result<(DirLoad, Option<Duration>), KeySourceError> {
+    async fn fetch_inner(&self) -> Result<(KeyLoad, Option<Duration>), KeySourceError> {
         let fail = |e: &dyn std::fmt::Display| KeySourceError::Fetch(e.to_string());
         let mut resp = self.client.get(&self.url).send().await.map_err(|e| fail(&e))?;
         if !resp.status().is_success() {
@@ -154,7 +154,7 @@ pub fn max_age(headers: &HeaderMap) -> Option<Duration> {
 
 /// Re-fetches the JWKS into `keys` on a timer and on SIGHUP (see the module docs), on the
 /// current tokio runtime. `source` is a clone of the one `keys` reads.
-pub fn spawn_refresh(keys: Arc<Keys>, source: JwksSource) -> JoinHandle<()> {
+pub fn spawn_refresh(keys: Arc<TrustedKeys>, source: JwksSource) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut hup = Hangup::new();
         let mut retry = RETRY_MIN;
@@ -179,9 +179,9 @@ pub fn spawn_refresh(keys: Arc<Keys>, source: JwksSource) -> JoinHandle<()> {
     })
 }
 
-/// Parses a JWK Set, skipping the keys it cannot use (reported in [`DirLoad::skipped`];
-/// [`Keys`] logs them when they change).
-pub fn parse_jwks(body: &[u8]) -> Result<DirLoad, KeySourceError> {
+/// Parses a JWK Set, skipping the keys it cannot use (reported in [`KeyLoad::skipped`];
+/// [`TrustedKeys`] logs them when they change).
+pub fn parse_jwks(body: &[u8]) -> Result<KeyLoad, KeySourceError> {
     let raw: RawSet = serde_json::from_slice(body)
         .map_err(|_| KeySourceError::Fetch("not a JWK Set ({\"keys\": [...]})".into()))?;
     let mut keys = Vec::with_capacity(raw.keys.len());
@@ -215,11 +215,11 @@ pub fn parse_jwks(body: &[u8]) -> Result<DirLoad, KeySourceError> {
             Ok(key) => keys.push(key),
             Err(reason) => {
                 log::debug!("skipping {label} of the JWKS: {reason}");
-                skipped.push(SkippedFile { file: label, reason });
+                skipped.push(SkippedKey { file: label, reason });
             }
         }
     }
-    Ok(DirLoad { set: KeySet::from_keys(keys), skipped })
+    Ok(KeyLoad { set: KeySet::from_keys(keys), skipped })
 }
 
 impl KeySource for JwksSource {
@@ -309,7 +309,7 @@ mod tests {
         // Nothing listens on port 1.
         let source = JwksSource::new("http://127.0.0.1:1/jwks").unwrap();
         let key = throwaway_key();
-        let keys = Keys::new(source.clone(), KeySet::from_keys([key.clone()]));
+        let keys = TrustedKeys::new(source.clone(), KeySet::from_keys([key.clone()]));
         let outcome = keys.reload().await;
         assert!(matches!(outcome, access_token::keyset::ReloadOutcome::KeptPrevious { .. }));
         assert!(!source.last_fetch_ok());

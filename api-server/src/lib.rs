@@ -15,7 +15,7 @@ pub mod routes;
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use access_token::keyset::{DirSource, Keys};
+use access_token::keyset::{FolderSource, TrustedKeys};
 use access_token::metrics::ObservedSource;
 use access_token::watch::spawn_folder_reload;
 use access_token::{Verifier, VerifierConfig};
@@ -60,7 +60,6 @@ pub enum StartError {
 pub struct Application {
     port: u16,
     server: Server,
-    keys: Arc<Keys>,
 }
 
 impl std::fmt::Debug for Application {
@@ -81,13 +80,14 @@ impl Application {
 
         let keys = match &settings.keys {
             KeysFrom::Dir(dir) => {
-                let keys = Arc::new(Keys::load(ObservedSource::new(DirSource::new(dir))).await);
+                let keys =
+                    Arc::new(TrustedKeys::load(ObservedSource::new(FolderSource::new(dir))).await);
                 spawn_folder_reload(Arc::clone(&keys), dir);
                 keys
             }
             KeysFrom::Jwks(url) => {
                 let source = JwksSource::new(url).map_err(StartError::Jwks)?;
-                let keys = Arc::new(Keys::load(ObservedSource::new(source.clone())).await);
+                let keys = Arc::new(TrustedKeys::load(ObservedSource::new(source.clone())).await);
                 jwks::spawn_refresh(Arc::clone(&keys), source);
                 keys
             }
@@ -149,17 +149,12 @@ impl Application {
         .listen(listener)
         .map_err(|source| StartError::Bind { addr: "listener".into(), source })?
         .run();
-        Ok(Self { port, server, keys })
+        Ok(Self { port, server })
     }
 
     /// The port the server listens on (useful with port 0).
     pub fn port(&self) -> u16 {
         self.port
-    }
-
-    /// The live public keys (tests trigger reloads through it).
-    pub fn keys(&self) -> Arc<Keys> {
-        Arc::clone(&self.keys)
     }
 
     /// Serves until the process gets SIGTERM or SIGINT; then stops accepting, lets in-flight

@@ -5,7 +5,7 @@
 //! of each; [`ROUTES`] is the one list of routes, mounted by [`configure`] and compared with the
 //! OpenAPI document by a test.
 
-use access_token::keyset::Keys;
+use access_token::keyset::TrustedKeys;
 use access_token::{ApiError, Authenticated, ErrorBody};
 use actix_web::http::header::ContentType;
 use actix_web::{HttpRequest, HttpResponse, ResponseError as _, web};
@@ -171,7 +171,7 @@ pub(crate) struct Ready {
     )
 )]
 pub(crate) async fn readyz(
-    keys: web::Data<std::sync::Arc<Keys>>,
+    keys: web::Data<std::sync::Arc<TrustedKeys>>,
 ) -> Result<HttpResponse, ApiError> {
     let loaded = keys.current().len();
     if loaded == 0 {

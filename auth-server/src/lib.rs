@@ -4,16 +4,16 @@
 //! [`Application::build`] wires everything from [`Settings`]; `main` and the tests both start
 //! the server that way (tests on port 0).
 
+pub mod cli;
 pub mod config;
 pub mod error;
-pub mod keys;
-pub mod keys_cli;
+pub mod key_folder;
 pub mod metrics;
 pub mod openapi;
 pub mod passwords;
-pub mod reload;
 pub mod routes;
 pub mod sessions;
+pub mod signing_keys;
 pub mod store;
 pub mod throttle;
 pub mod tokens;
@@ -22,14 +22,14 @@ pub mod users;
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use access_token::{DirSource, KeySet, Keys, Verifier, VerifierConfig};
+use access_token::{FolderSource, KeySet, TrustedKeys, Verifier, VerifierConfig};
 use actix_web::dev::{Server, ServiceRequest};
 use actix_web::middleware::Logger;
 use actix_web::{App, HttpServer, web};
 use arc_swap::ArcSwap;
 
 pub use crate::config::Settings;
-use crate::keys::{KeyRing, KeyStore, KeyStoreError};
+use crate::key_folder::{KeyFolder, KeyFolderError};
 use crate::passwords::Hasher;
 use crate::routes::AppState;
 use crate::sessions::{Policy, Sessions};
@@ -41,7 +41,7 @@ use crate::users::Accounts;
 pub enum StartError {
     /// The signing keys.
     #[error("signing keys: {0}")]
-    Keys(#[from] KeyStoreError),
+    Keys(#[from] KeyFolderError),
     /// The Redis client could not be set up.
     #[error("redis: {0}")]
     Store(#[from] StoreError),
@@ -65,8 +65,6 @@ pub enum StartError {
 pub struct Application {
     port: u16,
     server: Server,
-    keys: Arc<ArcSwap<KeyRing>>,
-    verifier_keys: Arc<Keys>,
 }
 
 impl std::fmt::Debug for Application {
@@ -79,7 +77,7 @@ impl Application {
     /// Loads (or on first start generates) the signing keys, sets up Redis (lazily: the server
     /// starts while Redis is down) and binds `settings.bind`.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
-        let key_store = KeyStore::new(&settings.keys_dir);
+        let key_store = KeyFolder::new(&settings.keys_dir);
         let ring = tokio::task::spawn_blocking(move || key_store.load_or_init())
             .await
             .map_err(|e| StartError::Other(format!("loading keys: {e}")))??;
@@ -88,16 +86,16 @@ impl Application {
         // keys (re-read from `keys/public` on an unknown kid).
         let verifier = web::Data::new(Verifier::new(
             VerifierConfig::new(&settings.issuer, &settings.audience).realm("auth"),
-            Arc::new(Keys::new(
-                DirSource::new(KeyStore::new(&settings.keys_dir).public_dir()),
+            Arc::new(TrustedKeys::new(
+                FolderSource::new(KeyFolder::new(&settings.keys_dir).public_dir()),
                 KeySet::from_keys(ring.public_keys().iter().cloned()),
             )),
         ));
         let verifier_keys = verifier.keys().clone();
         let keys = Arc::new(ArcSwap::from_pointee(ring));
         // Key changes (the `keys` commands, SIGHUP) reach the signer and the JWKS without a restart.
-        reload::Reloader::new(
-            KeyStore::new(&settings.keys_dir),
+        signing_keys::Reloader::new(
+            KeyFolder::new(&settings.keys_dir),
             keys.clone(),
             verifier_keys.clone(),
         )
@@ -170,23 +168,12 @@ impl Application {
         .listen(listener)
         .map_err(|source| StartError::Bind { addr: "listener".into(), source })?
         .run();
-        Ok(Self { port, server, keys, verifier_keys })
+        Ok(Self { port, server })
     }
 
     /// The port the server listens on (useful with port 0).
     pub fn port(&self) -> u16 {
         self.port
-    }
-
-    /// The key ring the server signs with; store a new one to swap keys without a restart.
-    pub fn keys(&self) -> Arc<ArcSwap<KeyRing>> {
-        self.keys.clone()
-    }
-
-    /// The public keys bearer tokens are verified with (`/logout/all`); replace them together
-    /// with [`Self::keys`] when keys change.
-    pub fn verifier_keys(&self) -> Arc<Keys> {
-        self.verifier_keys.clone()
     }
 
     /// Serves until the process gets SIGTERM or SIGINT; then stops accepting, lets in-flight
@@ -208,22 +195,4 @@ fn access_log() -> Logger {
 /// Now, in seconds since the Unix epoch.
 pub fn now_secs() -> u64 {
     sessions::now_ms() / 1000
-}
-
-/// Sets a user's roles (admin CLI). They take effect at the user's next login.
-pub async fn set_roles(
-    settings: &Settings,
-    username: &str,
-    roles: &[String],
-) -> Result<(), String> {
-    let username = users::normalize_username(username).map_err(|e| e.to_string())?;
-    for role in roles {
-        users::check_role(role).map_err(|e| e.to_string())?;
-    }
-    let store = Store::new(&settings.redis_url).map_err(|e| e.to_string())?;
-    match store.set_roles(&username, roles).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(format!("no user `{username}`")),
-        Err(e) => Err(e.to_string()),
-    }
 }

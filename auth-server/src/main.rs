@@ -27,25 +27,9 @@ enum Command {
     /// Exit 0 when the local server answers GET /readyz with 200, else 1 (for Docker).
     Healthcheck,
     /// Manage the signing keys: list, add, activate, rotate, retire, prune.
-    Keys(auth_server::keys_cli::KeysArgs),
+    Keys(auth_server::cli::keys::KeysArgs),
     /// Manage users.
-    Users {
-        #[command(subcommand)]
-        command: UsersCommand,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum UsersCommand {
-    /// Replace a user's roles, e.g. `users set-roles alice admin user`. Sessions get the new
-    /// roles at their next login.
-    SetRoles {
-        /// The username.
-        username: String,
-        /// The roles.
-        #[arg(required = true)]
-        roles: Vec<String>,
-    },
+    Users(auth_server::cli::users::UsersArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,24 +45,8 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings),
         Command::Healthcheck => healthcheck(&settings),
-        Command::Keys(args) => auth_server::keys_cli::run(&settings, args),
-        Command::Users { command: UsersCommand::SetRoles { username, roles } } => {
-            run_async(async move {
-                match auth_server::set_roles(&settings, &username, &roles).await {
-                    Ok(()) => {
-                        println!(
-                            "{username}: roles set to {}; they apply from the next login",
-                            roles.join(" ")
-                        );
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => {
-                        eprintln!("auth-server: {e}");
-                        ExitCode::FAILURE
-                    }
-                }
-            })
-        }
+        Command::Keys(args) => auth_server::cli::keys::run(&settings, args),
+        Command::Users(args) => auth_server::cli::users::run(&settings, args),
     }
 }
 
@@ -90,16 +58,6 @@ fn serve(settings: Settings) -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("auth-server: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run_async(fut: impl Future<Output = ExitCode>) -> ExitCode {
-    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt.block_on(fut),
         Err(e) => {
             eprintln!("auth-server: {e}");
             ExitCode::FAILURE

@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::config::Settings;
-use crate::keys::KeyRing;
 use crate::openapi::{Health, Jwks, Metadata, Ready, TokenResponseSchema};
 use crate::passwords::Password;
 use crate::sessions::{Issued, Sessions};
+use crate::signing_keys::SigningKeys;
 use crate::store::Store;
 use crate::throttle::TrustedProxies;
 use crate::users::{Accounts, NewUser};
@@ -35,7 +35,7 @@ pub struct AppState {
     /// Registration and password checks (throttled, bounded hashing).
     pub accounts: Accounts,
     /// Signing and published keys; swapped whole on reload.
-    pub keys: Arc<ArcSwap<KeyRing>>,
+    pub keys: Arc<ArcSwap<SigningKeys>>,
     /// RFC 8414 metadata, serialized once.
     pub metadata: String,
     /// The OpenAPI document, serialized once.
@@ -294,7 +294,7 @@ pub(crate) async fn logout_all(
 pub(crate) async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     let body = state.keys.load().jwks_json().to_owned();
     // Short, so a cached JWKS sees a key published by `keys add` before `keys activate`.
-    let cache = format!("public, max-age={}", crate::keys::JWKS_MAX_AGE_SECS);
+    let cache = format!("public, max-age={}", crate::key_folder::JWKS_MAX_AGE_SECS);
     HttpResponse::Ok()
         .content_type("application/json")
         .insert_header((header::CACHE_CONTROL, cache))

@@ -12,8 +12,8 @@ use access_token::AccessClaims;
 use arc_swap::ArcSwap;
 
 use crate::error::SessionError;
-use crate::keys::KeyRing;
 use crate::metrics;
+use crate::signing_keys::SigningKeys;
 use crate::store::{NewSession, RotateOutcome, Rotation, SessionData, Store, UserRecord};
 use crate::tokens::{RefreshToken, SessionId, open_successor, seal_successor};
 
@@ -51,13 +51,13 @@ pub struct Issued {
 #[derive(Debug, Clone)]
 pub struct Sessions {
     store: Store,
-    keys: Arc<ArcSwap<KeyRing>>,
+    keys: Arc<ArcSwap<SigningKeys>>,
     policy: Arc<Policy>,
 }
 
 impl Sessions {
     /// Sessions in `store`, signed with the active key of `keys`.
-    pub fn new(store: Store, keys: Arc<ArcSwap<KeyRing>>, policy: Policy) -> Self {
+    pub fn new(store: Store, keys: Arc<ArcSwap<SigningKeys>>, policy: Policy) -> Self {
         Self { store, keys, policy: Arc::new(policy) }
     }
 

@@ -293,7 +293,7 @@ mod tests {
         assert_eq!(SessionId::parse("../../../../etc/passwd0"), None);
     }
 
-    fn test_signer() -> (Signer, access_token::keys::PublicKey) {
+    fn test_signer() -> (Signer, access_token::public_key::PublicKey) {
         use aws_lc_rs::encoding::AsDer as _;
         use aws_lc_rs::signature::KeyPair as _;
         // INSECURE, TEST-ONLY key.
@@ -301,7 +301,7 @@ mod tests {
         let private = pem::encode(&pem::Pem::new("PRIVATE KEY", pair.as_der().unwrap().as_ref()));
         let public_der = pair.public_key().as_der().unwrap();
         let public = pem::encode(&pem::Pem::new("PUBLIC KEY", public_der.as_ref()));
-        let public = access_token::keys::PublicKey::from_pem(public.as_bytes()).unwrap();
+        let public = access_token::public_key::PublicKey::from_pem(public.as_bytes()).unwrap();
         let key = RsaSigningKey::from_pem(private.as_bytes()).unwrap();
         (Signer::new(public.kid().to_owned(), key), public)
     }

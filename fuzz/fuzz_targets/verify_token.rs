@@ -12,8 +12,8 @@ use aws_lc_rs::rsa::{KeyPair, KeySize};
 use aws_lc_rs::signature::KeyPair as _;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use libfuzzer_sys::fuzz_target;
-use access_token::keys::PublicKey;
-use access_token::{DirSource, KeySet, Keys, Verifier, VerifierConfig};
+use access_token::public_key::PublicKey;
+use access_token::{FolderSource, KeySet, TrustedKeys, Verifier, VerifierConfig};
 
 struct Fixture {
     verifier: Verifier,
@@ -35,7 +35,7 @@ fn fixture() -> &'static Fixture {
         let public = PublicKey::from_pem(pem("PUBLIC KEY", public.as_ref()).as_bytes()).unwrap();
         let kid = public.kid().to_owned();
         let set = KeySet::from_keys([public]);
-        let keys = Arc::new(Keys::new(DirSource::new("/nonexistent-fuzz-keys"), set.clone()));
+        let keys = Arc::new(TrustedKeys::new(FolderSource::new("/nonexistent-fuzz-keys"), set.clone()));
         let config = VerifierConfig::new("http://localhost:5000", "articles-api")
             .required_scope("articles:read");
         let signing =

@@ -16,7 +16,6 @@ pub struct TestApp {
     pub keys_dir: PathBuf,
     /// Holds `keys_dir` (and anything beside it) until the test ends.
     pub root: tempfile::TempDir,
-    pub app_keys: std::sync::Arc<access_token::Keys>,
 }
 
 /// The app trusting [`TestKey::trusted`].
@@ -36,9 +35,8 @@ pub async fn spawn_app_with(prepare: impl FnOnce(&Path)) -> TestApp {
     prepare(&keys_dir);
     let app = Application::build(Settings::for_tests(&keys_dir)).await.unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
-    let app_keys = app.keys();
     tokio::spawn(app.run_until_stopped());
-    TestApp { address, client: reqwest::Client::new(), keys_dir, root, app_keys }
+    TestApp { address, client: reqwest::Client::new(), keys_dir, root }
 }
 
 impl TestApp {

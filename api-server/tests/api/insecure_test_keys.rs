@@ -28,7 +28,7 @@ impl TestKey {
         let public: PublicKeyX509Der<'static> = pair.public_key().as_der().unwrap();
         let public_pem = pem::encode(&pem::Pem::new("PUBLIC KEY", public.as_ref().to_vec()));
         let private_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", private.as_ref().to_vec()));
-        let kid = access_token::keys::PublicKey::from_pem(public_pem.as_bytes())
+        let kid = access_token::public_key::PublicKey::from_pem(public_pem.as_bytes())
             .unwrap()
             .kid()
             .to_owned();
@@ -56,7 +56,10 @@ impl TestKey {
     }
 
     pub fn jwk(&self) -> Jwk {
-        access_token::keys::PublicKey::from_pem(self.public_pem.as_bytes()).unwrap().jwk().clone()
+        access_token::public_key::PublicKey::from_pem(self.public_pem.as_bytes())
+            .unwrap()
+            .jwk()
+            .clone()
     }
 
     /// The header the auth server uses: RS256, `at+jwt`, this key's kid.

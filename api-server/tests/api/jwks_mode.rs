@@ -68,7 +68,6 @@ impl ToyJwks {
 struct JwksApp {
     address: String,
     client: reqwest::Client,
-    keys: Arc<access_token::Keys>,
 }
 
 async fn spawn_jwks_app(url: &str) -> JwksApp {
@@ -77,9 +76,8 @@ async fn spawn_jwks_app(url: &str) -> JwksApp {
     settings.keys = KeysFrom::Jwks(url.to_owned());
     let app = Application::build(settings).await.unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
-    let keys = app.keys();
     tokio::spawn(app.run_until_stopped());
-    JwksApp { address, client: reqwest::Client::new(), keys }
+    JwksApp { address, client: reqwest::Client::new() }
 }
 
 impl JwksApp {
@@ -175,12 +173,12 @@ async fn the_last_good_set_stays_while_the_jwks_fails_or_comes_back_empty() {
         (200, json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]})),
     ] {
         jwks.set(status, body.clone());
-        let outcome = app.keys.reload().await;
-        assert!(
-            matches!(outcome, access_token::keyset::ReloadOutcome::KeptPrevious { .. }),
-            "{status} {body}: {outcome:?}"
-        );
-        assert_eq!(app.get("/articles", Some(&token)).await.status(), StatusCode::OK);
+        // A token naming an unknown key makes the server fetch the broken answer.
+        let fetched = jwks.hits();
+        let stranger = TestKey::attacker().sign(&claims_for("alice"));
+        assert_invalid_token(app.get("/articles", Some(&stranger)).await).await;
+        assert!(jwks.hits() > fetched, "{status} {body}: no fetch");
+        assert_eq!(app.get("/articles", Some(&token)).await.status(), StatusCode::OK, "{body}");
         assert_eq!(app.get("/readyz", None).await.status(), StatusCode::OK);
     }
 }

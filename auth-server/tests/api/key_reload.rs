@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use auth_server::keys::KeyStore;
+use auth_server::key_folder::KeyFolder;
 use base64::Engine as _;
 use serde_json::{Value, json};
 use test_support::{ChildGuard, RedisServer, free_port, wait_for_port};
@@ -100,7 +100,7 @@ async fn a_rotation_by_the_cli_reaches_new_logins_and_the_jwks_within_two_second
     assert_eq!(app.logout_all(&after).await.status, 204);
 
     // Pruned (once allowed): gone from the JWKS, so a token it signed stops verifying.
-    let store = KeyStore::new(app.keys_dir.path());
+    let store = KeyFolder::new(app.keys_dir.path());
     let mut state = store.read_state().unwrap();
     *state.keys.get_mut(&old_kid).unwrap().retired.as_mut().unwrap() -= 3600;
     store.write_state(&state).unwrap();
@@ -118,7 +118,7 @@ async fn a_broken_state_or_a_missing_active_key_keeps_the_last_good_keys() {
     let app = spawn_app().await;
     let user = unique_user("broken");
     let kid = kid_of(&app.signed_up(&user).await.tokens().access_token);
-    let store = KeyStore::new(app.keys_dir.path());
+    let store = KeyFolder::new(app.keys_dir.path());
     let good_state = std::fs::read(store.state_path()).unwrap();
 
     // A state naming an active key whose files do not exist.
@@ -251,7 +251,7 @@ async fn sighup_makes_the_running_binary_reload_its_keys() {
     // Logs name kids, never key material.
     let log = server.log_text();
     assert!(!log.contains("BEGIN"), "{log}");
-    let pem = std::fs::read_to_string(KeyStore::new(keys.path()).public_path(&new_kid)).unwrap();
+    let pem = std::fs::read_to_string(KeyFolder::new(keys.path()).public_path(&new_kid)).unwrap();
     let body_line = pem.lines().nth(1).unwrap();
     assert!(!log.contains(body_line));
     server.child.terminate(Duration::from_secs(10));
@@ -273,7 +273,7 @@ async fn a_garbage_pem_in_public_is_logged_and_signing_and_the_jwks_keep_working
     assert_eq!(res.status(), 201);
     let kid = server.login_kid(&client, &user).await;
 
-    let public = KeyStore::new(keys.path()).public_dir();
+    let public = KeyFolder::new(keys.path()).public_dir();
     std::fs::write(public.join("garbage.pem"), b"-----BEGIN PUBLIC KEY-----\nnot a key\n").unwrap();
     assert!(
         server.wait_for_log("garbage.pem: not a usable public key", Duration::from_secs(3)),

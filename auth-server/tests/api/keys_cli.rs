@@ -5,7 +5,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use auth_server::keys::{KeyState, KeyStatus, KeyStore};
+use auth_server::key_folder::{KeyFolder, KeyState, KeyStatus};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_auth-server");
@@ -54,7 +54,7 @@ fn refused(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
 }
 
 fn state(dir: &Path) -> KeyState {
-    KeyStore::new(dir).read_state().unwrap()
+    KeyFolder::new(dir).read_state().unwrap()
 }
 
 /// `keys rotate` and return the new kid (the one active afterwards).
@@ -104,7 +104,7 @@ fn rotate_on_an_empty_folder_creates_the_first_active_key_with_private_files_kep
     let out = ok(dir.path(), &["rotate"]);
     let kid = state(dir.path()).active.unwrap();
     assert!(out.contains(&format!("{kid} is the active signing key")), "{out}");
-    let store = KeyStore::new(dir.path());
+    let store = KeyFolder::new(dir.path());
     assert!(store.public_path(&kid).is_file());
     assert!(store.private_path(&kid).is_file());
     #[cfg(unix)]
@@ -130,7 +130,7 @@ fn add_publishes_a_key_that_does_not_sign_and_list_shows_it() {
     assert_eq!(st.active.as_deref(), Some(first.as_str()));
     assert_eq!(st.status(&second), Some(KeyStatus::Published));
     #[cfg(unix)]
-    assert_eq!(mode(&KeyStore::new(dir.path()).private_path(&second)), 0o600);
+    assert_eq!(mode(&KeyFolder::new(dir.path()).private_path(&second)), 0o600);
 
     let table = ok(dir.path(), &["list"]);
     let header = table.lines().next().unwrap();
@@ -204,7 +204,7 @@ fn retire_refuses_the_active_key_and_retires_a_published_one() {
 fn unknown_kids_and_bad_sizes_are_refused_with_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     rotate(dir.path());
-    let before = std::fs::read(KeyStore::new(dir.path()).state_path()).unwrap();
+    let before = std::fs::read(KeyFolder::new(dir.path()).state_path()).unwrap();
 
     let unknown = "A".repeat(43);
     let err = refused(dir.path(), &["activate", &unknown], &[]);
@@ -225,13 +225,13 @@ fn unknown_kids_and_bad_sizes_are_refused_with_one_clear_line() {
     assert!(err.contains("--leeway"), "{err}");
 
     // Nothing was written by any refusal.
-    assert_eq!(std::fs::read(KeyStore::new(dir.path()).state_path()).unwrap(), before);
+    assert_eq!(std::fs::read(KeyFolder::new(dir.path()).state_path()).unwrap(), before);
     assert_eq!(state(dir.path()).keys.len(), 1);
 }
 
 /// Moves every `retired` time in the state back by `secs` (as if that much time had passed).
 fn age_retired_keys(dir: &Path, secs: u64) {
-    let store = KeyStore::new(dir);
+    let store = KeyFolder::new(dir);
     let mut st = store.read_state().unwrap();
     for meta in st.keys.values_mut() {
         if let Some(r) = meta.retired.as_mut() {
@@ -244,7 +244,7 @@ fn age_retired_keys(dir: &Path, secs: u64) {
 #[test]
 fn prune_refuses_until_the_access_token_lifetime_plus_leeway_has_passed() {
     let dir = tempfile::tempdir().unwrap();
-    let store = KeyStore::new(dir.path());
+    let store = KeyFolder::new(dir.path());
     let first = rotate(dir.path());
     let second = rotate(dir.path());
 
@@ -317,7 +317,7 @@ fn concurrent_commands_serialize_on_the_lock_and_lose_no_update() {
     let active: Vec<_> =
         st.keys.keys().filter(|k| st.status(k) == Some(KeyStatus::Active)).collect();
     assert_eq!(active.len(), 1);
-    let store = KeyStore::new(dir.path());
+    let store = KeyFolder::new(dir.path());
     for kid in st.keys.keys() {
         assert!(store.public_path(kid).is_file() && store.private_path(kid).is_file());
     }
@@ -325,7 +325,7 @@ fn concurrent_commands_serialize_on_the_lock_and_lose_no_update() {
 
 /// Reads every file a reader could read, checking each is whole: every `.pem` parses, the state
 /// parses and names only keys whose two files exist. Returns the number of files checked.
-fn check_consistent(store: &KeyStore) -> Result<usize, String> {
+fn check_consistent(store: &KeyFolder) -> Result<usize, String> {
     let mut checked = 0;
     let pems = |dir: PathBuf| -> Vec<PathBuf> {
         std::fs::read_dir(dir)
@@ -337,7 +337,7 @@ fn check_consistent(store: &KeyStore) -> Result<usize, String> {
     };
     for path in pems(store.public_dir()) {
         let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        access_token::keys::PublicKey::from_pem(&bytes)
+        access_token::public_key::PublicKey::from_pem(&bytes)
             .map_err(|e| format!("{}: partial public key: {e}", path.display()))?;
         checked += 1;
     }
@@ -364,7 +364,7 @@ fn check_consistent(store: &KeyStore) -> Result<usize, String> {
 #[test]
 fn a_concurrent_reader_never_sees_a_partial_file_or_a_state_naming_a_missing_key() {
     let dir = tempfile::tempdir().unwrap();
-    let store = KeyStore::new(dir.path());
+    let store = KeyFolder::new(dir.path());
     rotate(dir.path());
     let stop = Arc::new(AtomicBool::new(false));
     let reads = Arc::new(AtomicUsize::new(0));

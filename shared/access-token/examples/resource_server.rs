@@ -14,7 +14,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use access_token::{Authenticated, DirSource, Keys, Verifier, VerifierConfig};
+use access_token::{Authenticated, FolderSource, TrustedKeys, Verifier, VerifierConfig};
 use actix_web::{App, HttpResponse, HttpServer, dev::Server, web};
 
 /// `GET /photos`: runs only for a verified token with the scope (else 401/403 with the
@@ -30,7 +30,7 @@ pub async fn serve(
     issuer: &str,
     audience: &str,
 ) -> std::io::Result<Server> {
-    let keys = Arc::new(Keys::load(DirSource::new(&keys_dir)).await);
+    let keys = Arc::new(TrustedKeys::load(FolderSource::new(&keys_dir)).await);
     access_token::watch::spawn_folder_reload(Arc::clone(&keys), keys_dir);
     let config =
         VerifierConfig::new(issuer, audience).realm("photos").required_scope("photos:read");

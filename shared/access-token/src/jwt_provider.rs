@@ -8,7 +8,7 @@
 //! aws-lc key from the key's DER for every token, so aws-lc re-parses an RSA key each time
 //! (for a private key that is the costlier part of a signature after the RSA operation). This
 //! provider keeps `jsonwebtoken` in charge and only swaps where the parsed key comes from:
-//! - [`parse_and_register`] (called when a [`PublicKey`](crate::keys::PublicKey) is built)
+//! - [`parse_and_register`] (called when a [`PublicKey`](crate::public_key::PublicKey) is built)
 //!   parses a public key once and records it under its DER bytes; [`RsaSigningKey::from_pem`]
 //!   does the same for a private key, recorded under the SHA-256 of its DER (so the registry
 //!   holds no second copy of the key material). A key with the same DER built again (a reload)
@@ -137,7 +137,7 @@ pub fn install() -> bool {
 /// aws-lc's RS256 form (PKCS#1 v1.5, SHA-256, 2048–8192 bits) of the RSA public key whose
 /// DER is `der`, registered for the verifier factory: parsed here only if no live key with
 /// the same DER is registered, else shared (so a reload of unchanged keys parses nothing and
-/// an entry stays live while any [`PublicKey`](crate::keys::PublicKey) holds it). `None`: not
+/// an entry stays live while any [`PublicKey`](crate::public_key::PublicKey) holds it). `None`: not
 /// a usable RSA key.
 pub(crate) fn parse_and_register(der: &[u8]) -> Option<Arc<ParsedPublicKey>> {
     PUBLIC.get_or_register(der, || ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, der).ok())

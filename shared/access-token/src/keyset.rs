@@ -1,7 +1,7 @@
-//! Public-key sets: an immutable [`KeySet`] (kid → key) and the live [`Keys`] behind it.
+//! Public-key sets: an immutable [`KeySet`] (kid → key) and the live [`TrustedKeys`] behind it.
 //!
 //! A [`KeySet`] is built once (from a folder with [`KeySet::load_dir`], or from any
-//! [`KeySource`]) and never edited; [`Keys`] swaps whole sets atomically (`ArcSwap`), so a
+//! [`KeySource`]) and never edited; [`TrustedKeys`] swaps whole sets atomically (`ArcSwap`), so a
 //! request always verifies against one consistent set, and a reload never blocks readers.
 //!
 //! A token's `kid` is only ever used as a map key here: nothing in this module builds a path
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, Guard};
 
-use crate::keys::PublicKey;
+use crate::public_key::PublicKey;
 
 /// Largest key file read; a public RSA-4096 PEM is under 1 KiB, so anything bigger is not a key
 /// and is skipped rather than read into memory.
@@ -37,7 +37,7 @@ pub struct KeySet {
     id: u64,
     keys: HashMap<String, Arc<PublicKey>>,
     /// Which file each key came from (file name → kid), so a reload that finds the file
-    /// momentarily unreadable can keep the key it held (see [`Keys::reload`]).
+    /// momentarily unreadable can keep the key it held (see [`TrustedKeys::reload`]).
     origins: HashMap<String, String>,
 }
 
@@ -80,10 +80,10 @@ impl KeySet {
     /// Reads every `*.pem` file directly in `dir` (not recursively, hidden files skipped).
     ///
     /// A file that cannot be read or parsed is skipped and reported in
-    /// [`DirLoad::skipped`] ([`Keys`] logs a warning naming it), so one stray or
+    /// [`KeyLoad::skipped`] ([`TrustedKeys`] logs a warning naming it), so one stray or
     /// half-written file never costs the other keys. Only an unreadable folder is an error.
     /// The `kid` is always the key's thumbprint; the file name is informational.
-    pub fn load_dir(dir: &Path) -> std::io::Result<DirLoad> {
+    pub fn load_dir(dir: &Path) -> std::io::Result<KeyLoad> {
         let mut set = Self::default();
         let mut skipped = Vec::new();
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
@@ -106,13 +106,13 @@ impl KeySet {
                     set.insert(Arc::new(key), Some(file));
                 }
                 Err(reason) => {
-                    // Logged by `Keys` (once per change, not on every poll).
+                    // Logged by `TrustedKeys` (once per change, not on every poll).
                     log::debug!("skipping key file {}: {reason}", path.display());
-                    skipped.push(SkippedFile { file, reason });
+                    skipped.push(SkippedKey { file, reason });
                 }
             }
         }
-        Ok(DirLoad { set, skipped })
+        Ok(KeyLoad { set, skipped })
     }
 
     /// This set's identity: unique among the sets of the process, and larger for a set built
@@ -185,16 +185,16 @@ fn read_key_file(path: &Path) -> Result<PublicKey, String> {
 
 /// What [`KeySet::load_dir`] found: the keys, and the files it skipped.
 #[derive(Debug, Default)]
-pub struct DirLoad {
+pub struct KeyLoad {
     /// The keys that parsed.
     pub set: KeySet,
     /// Files that looked like keys (`*.pem`) but could not be used.
-    pub skipped: Vec<SkippedFile>,
+    pub skipped: Vec<SkippedKey>,
 }
 
 /// A key file (or JWK) that was skipped, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SkippedFile {
+pub struct SkippedKey {
     /// The file name (never a full path: logs and health output may show it).
     pub file: String,
     /// Why it was skipped.
@@ -217,9 +217,9 @@ pub enum KeySourceError {
 
 /// A boxed future, so [`KeySource`] stays object-safe.
 pub type LoadFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<DirLoad, KeySourceError>> + Send + 'a>>;
+    Pin<Box<dyn Future<Output = Result<KeyLoad, KeySourceError>> + Send + 'a>>;
 
-/// Where [`Keys`] reads its keys from: a folder ([`DirSource`]) now, a JWKS URL later.
+/// Where [`TrustedKeys`] reads its keys from: a folder ([`FolderSource`]) now, a JWKS URL later.
 ///
 /// A trait rather than an enum so a service can plug in its own source (the api-server's JWKS
 /// client lives with its HTTP client, not in this crate).
@@ -233,11 +233,11 @@ pub trait KeySource: Send + Sync + fmt::Debug + 'static {
 
 /// Public keys from `<dir>/*.pem`, read on a blocking thread.
 #[derive(Debug, Clone)]
-pub struct DirSource {
+pub struct FolderSource {
     dir: PathBuf,
 }
 
-impl DirSource {
+impl FolderSource {
     /// A source reading `dir`.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self { dir: dir.into() }
@@ -249,7 +249,7 @@ impl DirSource {
     }
 }
 
-impl KeySource for DirSource {
+impl KeySource for FolderSource {
     fn load(&self) -> LoadFuture<'_> {
         let dir = self.dir.clone();
         Box::pin(async move {
@@ -281,7 +281,7 @@ pub enum ReloadTrigger {
     Signal,
     /// A token named a `kid` that is not loaded.
     UnknownKid,
-    /// A direct call to [`Keys::reload`].
+    /// A direct call to [`TrustedKeys::reload`].
     Manual,
 }
 
@@ -307,7 +307,7 @@ pub enum ReloadOutcome {
         /// Keys in the live set.
         keys: usize,
         /// Files or JWKs skipped.
-        skipped: Vec<SkippedFile>,
+        skipped: Vec<SkippedKey>,
     },
     /// The source failed or came back empty while keys were loaded: the last good set stays.
     KeptPrevious {
@@ -319,11 +319,11 @@ pub enum ReloadOutcome {
 /// The live key set: an atomically swapped [`KeySet`] plus on-demand refresh from a
 /// [`KeySource`].
 ///
-/// Readers ([`Keys::current`]) never wait. Refreshes are single-flight (one load at a time,
+/// Readers ([`TrustedKeys::current`]) never wait. Refreshes are single-flight (one load at a time,
 /// concurrent callers share it) and, when triggered by an unknown `kid`, at most one per
 /// cooldown; a caller arriving during the cooldown waits for the next allowed re-read instead
 /// of being refused early (the contract's "Keys and rotation").
-pub struct Keys {
+pub struct TrustedKeys {
     current: ArcSwap<KeySet>,
     source: Box<dyn KeySource>,
     cooldown: Duration,
@@ -332,9 +332,9 @@ pub struct Keys {
     reloads: AtomicU64,
 }
 
-impl fmt::Debug for Keys {
+impl fmt::Debug for TrustedKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Keys")
+        f.debug_struct("TrustedKeys")
             .field("source", &self.source)
             .field("kids", &self.current.load().kids())
             .field("cooldown", &self.cooldown)
@@ -342,7 +342,7 @@ impl fmt::Debug for Keys {
     }
 }
 
-impl Keys {
+impl TrustedKeys {
     /// Live keys starting from `initial` (usually the result of a first `source.load()`).
     pub fn new(source: impl KeySource, initial: KeySet) -> Self {
         Self {
@@ -375,11 +375,6 @@ impl Keys {
         self.current.load()
     }
 
-    /// The live set as an owned `Arc` (for listings; slower than [`Keys::current`]).
-    pub fn snapshot(&self) -> Arc<KeySet> {
-        self.current.load_full()
-    }
-
     /// Number of completed reloads, for metrics and tests.
     pub fn reload_count(&self) -> u64 {
         self.reloads.load(Ordering::Relaxed)
@@ -396,14 +391,14 @@ impl Keys {
     }
 
     /// Re-reads the source now, ignoring the cooldown but single-flight with every other
-    /// reload. The same as [`Keys::reload_for`] with [`ReloadTrigger::Manual`].
+    /// reload. The same as [`TrustedKeys::reload_for`] with [`ReloadTrigger::Manual`].
     pub async fn reload(&self) -> ReloadOutcome {
         self.reload_for(ReloadTrigger::Manual).await
     }
 
     /// Re-reads the source now because of `trigger` (a file watcher, a timer, SIGHUP),
     /// ignoring the cooldown but single-flight with every other reload. The reload is logged
-    /// with `trigger` and the kids (see [`Keys`] for the levels).
+    /// with `trigger` and the kids (see [`TrustedKeys`] for the levels).
     pub async fn reload_for(&self, trigger: ReloadTrigger) -> ReloadOutcome {
         let mut state = self.reload.lock().await;
         state.last_start = Some(Instant::now());
@@ -534,8 +529,8 @@ impl Keys {
 
     /// Installs a freshly loaded set, keeping keys whose file was momentarily unusable.
     /// Returns the outcome and the warnings it calls for.
-    fn install(&self, previous: &KeySet, load: DirLoad) -> (ReloadOutcome, Vec<String>) {
-        let DirLoad { mut set, skipped } = load;
+    fn install(&self, previous: &KeySet, load: KeyLoad) -> (ReloadOutcome, Vec<String>) {
+        let KeyLoad { mut set, skipped } = load;
         let mut problems = Vec::new();
         for file in &skipped {
             problems.push(format!(
@@ -608,7 +603,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = TestKey::generate();
         let file = key.write_public(dir.path());
-        let keys = Keys::load(DirSource::new(dir.path())).await;
+        let keys = TrustedKeys::load(FolderSource::new(dir.path())).await;
         assert!(keys.current().contains(&key.kid));
 
         // The file is rewritten badly (half-written): its key stays.
@@ -635,7 +630,7 @@ mod tests {
                 self.loads.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 let keys = self.keys.lock().unwrap().clone();
-                Ok(DirLoad { set: KeySet::from_keys(keys), skipped: Vec::new() })
+                Ok(KeyLoad { set: KeySet::from_keys(keys), skipped: Vec::new() })
             })
         }
         fn describe(&self) -> String {
@@ -648,7 +643,7 @@ mod tests {
         let source = Counting::default();
         let key = TestKey::generate();
         source.keys.lock().unwrap().push(key.public());
-        let keys = Arc::new(Keys::new(source.clone(), KeySet::empty()));
+        let keys = Arc::new(TrustedKeys::new(source.clone(), KeySet::empty()));
         let tasks: Vec<_> = (0..20)
             .map(|_| {
                 let keys = Arc::clone(&keys);
@@ -666,7 +661,8 @@ mod tests {
     async fn a_flood_of_unknown_kids_rereads_at_most_once_per_cooldown() {
         let source = Counting::default();
         let cooldown = Duration::from_millis(100);
-        let keys = Arc::new(Keys::new(source.clone(), KeySet::empty()).with_cooldown(cooldown));
+        let keys =
+            Arc::new(TrustedKeys::new(source.clone(), KeySet::empty()).with_cooldown(cooldown));
         let start = Instant::now();
         let mut tasks = Vec::new();
         for i in 0..40 {
@@ -687,8 +683,8 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_kid_during_the_cooldown_waits_for_the_next_reread() {
         let source = Counting::default();
-        let keys =
-            Keys::new(source.clone(), KeySet::empty()).with_cooldown(Duration::from_millis(300));
+        let keys = TrustedKeys::new(source.clone(), KeySet::empty())
+            .with_cooldown(Duration::from_millis(300));
         assert!(!keys.refresh_for_unknown_kid("a").await);
         let first_done = Instant::now();
 

@@ -2,7 +2,7 @@
 //! to accept the auth server's tokens, and the wire formats the auth server issues them in.
 //!
 //! A service adds a [`Verifier`] (what it accepts: issuer, audience, scope, realm) over live
-//! [`Keys`] (a keys folder kept in step by [`watch`], or any [`KeySource`] such as a JWKS
+//! [`TrustedKeys`] (a keys folder kept in step by [`watch`], or any [`KeySource`] such as a JWKS
 //! client) to its app data, and takes [`Authenticated`] in its handlers:
 //! `examples/resource_server.rs` is a whole third service in a few lines (its test starts it).
 //! Nothing here names the articles API: realm and scope are the service's settings.
@@ -11,9 +11,11 @@
 //! - [`claims`]: the RFC 9068 access-token claims and the token response;
 //! - [`error`]: the contract's error envelope (`{"error", "error_description"}`) and its one
 //!   mapping to HTTP responses, which the extractor and every handler answer with;
-//! - [`keys`]: public keys, their RFC 7638 `kid`, JWKs;
-//! - [`keyset`]: immutable key sets by `kid` and the live, hot-swapped [`Keys`];
-//! - [`watch`]: keeping [`Keys`] in step with a keys folder (file events, poll, SIGHUP);
+//! - [`public_key`]: one public key, its RFC 7638 `kid`, its JWK;
+//! - [`keyset`]: what verifies: an immutable [`KeySet`] by `kid`, the live, hot-swapped
+//!   [`TrustedKeys`] behind every [`Verifier`], and where they come from ([`KeySource`]:
+//!   a folder, [`FolderSource`], or the service's own, e.g. a JWKS client);
+//! - [`watch`]: keeping [`TrustedKeys`] in step with a keys folder (file events, poll, SIGHUP);
 //! - [`verify`]: the pinned RS256 [`Verifier`] (policy checks, then `jsonwebtoken::decode`,
 //!   and a bounded cache of verified tokens);
 //! - [`jwt_provider`]: the `jsonwebtoken` crypto provider that reuses parsed keys;
@@ -28,9 +30,9 @@ pub mod claims;
 pub mod error;
 pub mod extract;
 pub mod jwt_provider;
-pub mod keys;
 pub mod keyset;
 pub mod metrics;
+pub mod public_key;
 mod token_cache;
 pub mod verify;
 pub mod watch;
@@ -41,5 +43,5 @@ mod test_keys;
 pub use claims::{AccessClaims, TokenResponse};
 pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use extract::Authenticated;
-pub use keyset::{DirSource, KeySet, KeySource, Keys};
+pub use keyset::{FolderSource, KeySet, KeySource, TrustedKeys};
 pub use verify::{Verifier, VerifierConfig, VerifyError};

@@ -15,7 +15,7 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
 
-use crate::keyset::{DirLoad, KeySource, KeySourceError, Keys, LoadFuture};
+use crate::keyset::{KeyLoad, KeySource, KeySourceError, LoadFuture, TrustedKeys};
 use crate::verify::VerifyError;
 
 // ---------------------------------------------------------------------------------------------
@@ -142,7 +142,7 @@ static KEY_FILES_SKIPPED: LazyLock<IntCounter> = LazyLock::new(|| {
 
 /// The live keys `keys_loaded` reports, read at each gather (the latest [`observe_keys`] call
 /// wins; weak, so it never keeps a stopped app's keys alive).
-static OBSERVED_KEYS: Mutex<Option<Weak<Keys>>> = Mutex::new(None);
+static OBSERVED_KEYS: Mutex<Option<Weak<TrustedKeys>>> = Mutex::new(None);
 
 /// `keys_loaded`: the size of the observed live set, read when the registry is gathered, so a
 /// scrape always shows the set of that moment without any hook in the `/metrics` handler.
@@ -174,7 +174,7 @@ static KEYS_LOADED: LazyLock<KeysLoaded> = LazyLock::new(|| {
 });
 
 /// Makes `keys_loaded` report the size of `keys`' live set at every scrape.
-pub fn observe_keys(keys: &Arc<Keys>) {
+pub fn observe_keys(keys: &Arc<TrustedKeys>) {
     LazyLock::force(&KEYS_LOADED);
     if let Ok(mut observed) = OBSERVED_KEYS.lock() {
         *observed = Some(Arc::downgrade(keys));
@@ -203,7 +203,7 @@ impl<S: KeySource> ObservedSource<S> {
 impl<S: KeySource> KeySource for ObservedSource<S> {
     fn load(&self) -> LoadFuture<'_> {
         Box::pin(async move {
-            let result: Result<DirLoad, KeySourceError> = self.inner.load().await;
+            let result: Result<KeyLoad, KeySourceError> = self.inner.load().await;
             let ok = matches!(&result, Ok(load) if !load.set.is_empty());
             KEY_RELOADS.with_label_values(&[if ok { "ok" } else { "failed" }]).inc();
             if let Ok(load) = &result {

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
-use crate::keys::PublicKey;
+use crate::public_key::PublicKey;
 
 /// A throwaway RSA-2048 key pair.
 pub struct TestKey {

@@ -20,7 +20,7 @@
 //! ([`crate::jwt_provider`], installed by [`Verifier::new`]): it hands `decode` the aws-lc key
 //! parsed once when the key was loaded. The crypto is still aws-lc's, through `jsonwebtoken`.
 //!
-//! An unknown `kid` triggers one rate-limited re-read of the keys ([`Keys::refresh_for_unknown_kid`])
+//! An unknown `kid` triggers one rate-limited re-read of the keys ([`TrustedKeys::refresh_for_unknown_kid`])
 //! before the token is refused, so a token signed right after a key rotation is accepted.
 //!
 //! Tokens that verified are remembered in a bounded cache (keyed by the whole token, used
@@ -39,8 +39,8 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 
 use crate::claims::{ACCESS_TOKEN_TYP, AccessClaims};
-use crate::keys::PublicKey;
-use crate::keyset::{KeySet, Keys};
+use crate::keyset::{KeySet, TrustedKeys};
+use crate::public_key::PublicKey;
 use crate::token_cache::TokenCache;
 
 /// Longest token accepted. Ours are about 1 KiB; anything past 8 KiB is refused before it is
@@ -190,11 +190,11 @@ struct RawHeader<'a> {
     crit: Option<serde::de::IgnoredAny>,
 }
 
-/// Verifies access tokens against a live [`Keys`] set. Build one per service and share it
+/// Verifies access tokens against a live [`TrustedKeys`] set. Build one per service and share it
 /// (`web::Data<Verifier>`); it holds no per-request state.
 #[derive(Debug)]
 pub struct Verifier {
-    keys: Arc<Keys>,
+    keys: Arc<TrustedKeys>,
     leeway: u64,
     required_scope: Option<String>,
     realm: Option<String>,
@@ -206,7 +206,7 @@ pub struct Verifier {
 
 impl Verifier {
     /// A verifier accepting what `config` describes, with keys from `keys`.
-    pub fn new(config: VerifierConfig, keys: Arc<Keys>) -> Self {
+    pub fn new(config: VerifierConfig, keys: Arc<TrustedKeys>) -> Self {
         crate::jwt_provider::install();
         let validation = {
             // Pinned: the algorithm is ours, never the token's.
@@ -232,7 +232,7 @@ impl Verifier {
     }
 
     /// The live keys (for readiness checks, listings and reload triggers).
-    pub fn keys(&self) -> &Arc<Keys> {
+    pub fn keys(&self) -> &Arc<TrustedKeys> {
         &self.keys
     }
 
@@ -418,7 +418,7 @@ fn missing_field(message: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keyset::{DirLoad, KeySource, LoadFuture};
+    use crate::keyset::{KeyLoad, KeySource, LoadFuture};
     use crate::test_keys::TestKey;
     use jsonwebtoken::{EncodingKey, Header};
     use serde_json::{Value, json};
@@ -444,7 +444,7 @@ mod tests {
     struct Nothing;
     impl KeySource for Nothing {
         fn load(&self) -> LoadFuture<'_> {
-            Box::pin(async { Ok(DirLoad::default()) })
+            Box::pin(async { Ok(KeyLoad::default()) })
         }
         fn describe(&self) -> String {
             "nothing".into()
@@ -452,7 +452,7 @@ mod tests {
     }
 
     fn verifier(key: &TestKey) -> Verifier {
-        let keys = Keys::new(Nothing, KeySet::from_keys([key.public()]));
+        let keys = TrustedKeys::new(Nothing, KeySet::from_keys([key.public()]));
         Verifier::new(VerifierConfig::new(ISS, AUD).required_scope("articles:read"), Arc::new(keys))
     }
 
@@ -660,7 +660,7 @@ mod tests {
         assert!(crate::jwt_provider::install(), "our provider is the process default");
         let key = TestKey::generate();
         // No cache: every token goes through `jsonwebtoken::decode`.
-        let keys = Keys::new(Nothing, KeySet::from_keys([key.public()]));
+        let keys = TrustedKeys::new(Nothing, KeySet::from_keys([key.public()]));
         let v = Verifier::new(VerifierConfig::new(ISS, AUD).token_cache(0), Arc::new(keys));
         let before = slow_parses();
         for i in 0..20 {
@@ -745,7 +745,7 @@ mod tests {
     #[test]
     fn the_cache_stays_bounded() {
         let key = TestKey::generate();
-        let keys = Keys::new(Nothing, KeySet::from_keys([key.public()]));
+        let keys = TrustedKeys::new(Nothing, KeySet::from_keys([key.public()]));
         let v = Verifier::new(VerifierConfig::new(ISS, AUD).token_cache(20), Arc::new(keys));
         for i in 0..100 {
             let token = key.sign(&key.header(), &with(claims(), "jti", json!(format!("j{i}"))));

@@ -1,5 +1,5 @@
 //! "This folder changed": a watcher that calls back whenever a folder's content may have
-//! changed, and [`spawn_folder_reload`], which keeps a live [`Keys`] in step with a keys folder
+//! changed, and [`spawn_folder_reload`], which keeps a live [`TrustedKeys`] in step with a keys folder
 //! through it. The auth server's signing keys subscribe to the same watcher ([`spawn_watch`]).
 //!
 //! Three triggers call back:
@@ -29,7 +29,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::keyset::{Keys, ReloadTrigger};
+use crate::keyset::{ReloadTrigger, TrustedKeys};
 
 /// The poll fallback: a change the watch misses is seen at most this long after it happened.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -70,13 +70,13 @@ impl WatchOptions {
 
 /// Watches `dir` and re-reads it into `keys` on every change (see the module docs), on the
 /// current tokio runtime, until the runtime shuts down or the handle is aborted.
-pub fn spawn_folder_reload(keys: Arc<Keys>, dir: impl Into<PathBuf>) -> JoinHandle<()> {
+pub fn spawn_folder_reload(keys: Arc<TrustedKeys>, dir: impl Into<PathBuf>) -> JoinHandle<()> {
     spawn_folder_reload_every(keys, dir, POLL_INTERVAL)
 }
 
 /// [`spawn_folder_reload`] with another poll interval.
 pub fn spawn_folder_reload_every(
-    keys: Arc<Keys>,
+    keys: Arc<TrustedKeys>,
     dir: impl Into<PathBuf>,
     poll: Duration,
 ) -> JoinHandle<()> {
@@ -383,7 +383,7 @@ impl Hangup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keyset::DirSource;
+    use crate::keyset::FolderSource;
     use crate::test_keys::TestKey;
     use std::time::Instant;
 
@@ -400,7 +400,7 @@ mod tests {
     async fn a_new_key_file_is_live_well_within_a_second_without_a_request() {
         let dir = tempfile::tempdir().unwrap();
         TestKey::generate().write_public(dir.path());
-        let keys = Arc::new(Keys::load(DirSource::new(dir.path())).await);
+        let keys = Arc::new(TrustedKeys::load(FolderSource::new(dir.path())).await);
         // A long poll: only the watch can be this fast.
         let task =
             spawn_folder_reload_every(Arc::clone(&keys), dir.path(), Duration::from_secs(60));
@@ -420,7 +420,7 @@ mod tests {
         // The folder does not exist yet, so nothing can be watched at first.
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("public");
-        let keys = Arc::new(Keys::load(DirSource::new(&dir)).await);
+        let keys = Arc::new(TrustedKeys::load(FolderSource::new(&dir)).await);
         let task = spawn_folder_reload_every(Arc::clone(&keys), &dir, Duration::from_millis(200));
         tokio::time::sleep(Duration::from_millis(100)).await;
 
@@ -442,7 +442,7 @@ mod tests {
     async fn reading_the_folder_does_not_trigger_another_read() {
         let dir = tempfile::tempdir().unwrap();
         TestKey::generate().write_public(dir.path());
-        let keys = Arc::new(Keys::load(DirSource::new(dir.path())).await);
+        let keys = Arc::new(TrustedKeys::load(FolderSource::new(dir.path())).await);
         let task =
             spawn_folder_reload_every(Arc::clone(&keys), dir.path(), Duration::from_secs(60));
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -462,7 +462,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = TestKey::generate();
         key.write_public(dir.path());
-        let keys = Arc::new(Keys::load(DirSource::new(dir.path())).await);
+        let keys = Arc::new(TrustedKeys::load(FolderSource::new(dir.path())).await);
         let task =
             spawn_folder_reload_every(Arc::clone(&keys), dir.path(), Duration::from_secs(60));
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -487,7 +487,7 @@ mod tests {
         std::fs::write(v1.join("signing.pem"), &first.public_pem).unwrap();
         symlink("..v1", dir.path().join("..data")).unwrap();
         symlink("..data/signing.pem", dir.path().join("signing.pem")).unwrap();
-        let keys = Arc::new(Keys::load(DirSource::new(dir.path())).await);
+        let keys = Arc::new(TrustedKeys::load(FolderSource::new(dir.path())).await);
         assert_eq!(keys.current().kids(), vec![first.kid.as_str()]);
         // A long poll: only the watch can see the swap this fast.
         let task =

@@ -40,7 +40,7 @@ impl TestKey {
         let private: Pkcs8V1Der<'static> = pair.as_der().unwrap();
         let public: PublicKeyX509Der<'static> = pair.public_key().as_der().unwrap();
         let public_pem = pem("PUBLIC KEY", public.as_ref());
-        let kid = access_token::keys::PublicKey::from_pem(public_pem.as_bytes())
+        let kid = access_token::public_key::PublicKey::from_pem(public_pem.as_bytes())
             .unwrap()
             .kid()
             .to_owned();

@@ -2,7 +2,7 @@
 //!
 //! The shared folder watcher ([`access_token::watch`]: file events, a 1 s fingerprint poll,
 //! SIGHUP) calls [`Reloader::reload`] whenever `keys/` may have changed. A reload builds a new
-//! [`KeyRing`] (signer + JWKS) and a new verifier [`KeySet`] and swaps both whole; a reload that
+//! [`SigningKeys`] (signer + JWKS) and a new verifier [`KeySet`] and swaps both whole; a reload that
 //! fails (state unreadable, active key missing or garbage) keeps the last good ring and logs a
 //! warning naming the file. Every reload is logged, with the active kid; never key material.
 
@@ -10,23 +10,91 @@ use std::sync::Arc;
 
 use access_token::keyset::ReloadTrigger;
 use access_token::watch::{self, WatchOptions};
-use access_token::{KeySet, Keys};
+use access_token::{KeySet, TrustedKeys};
 use arc_swap::ArcSwap;
 use tokio::task::JoinHandle;
 
-use crate::keys::{KeyRing, KeyStore};
+use access_token::public_key::PublicKey;
+
+use crate::key_folder::{KeyFolder, KeyState, KeyStatus};
+use crate::tokens::Signer;
+
+/// What the server signs and publishes with: the active signer and every published public key
+/// (with their JWKS), built from one read of the key folder; replaced whole on reload.
+#[derive(Debug)]
+pub struct SigningKeys {
+    signer: Arc<Signer>,
+    public: Vec<PublicKey>,
+    jwks: String,
+    state: KeyState,
+}
+
+impl SigningKeys {
+    /// The keys of one folder read: `signer` (the state's active key), every published public
+    /// key, and the state they come from.
+    pub fn new(signer: Signer, public: Vec<PublicKey>, state: KeyState) -> Self {
+        let jwks =
+            serde_json::json!({ "keys": public.iter().map(PublicKey::jwk).collect::<Vec<_>>() })
+                .to_string();
+        Self { signer: Arc::new(signer), public, jwks, state }
+    }
+
+    /// The active signer.
+    pub fn signer(&self) -> &Arc<Signer> {
+        &self.signer
+    }
+
+    /// Every published key (published, active, retired).
+    pub fn public_keys(&self) -> &[PublicKey] {
+        &self.public
+    }
+
+    /// The public key named `kid`.
+    pub fn public_key(&self, kid: &str) -> Option<&PublicKey> {
+        self.public.iter().find(|k| k.kid() == kid)
+    }
+
+    /// The RFC 7517 JWK Set, serialized once.
+    pub fn jwks_json(&self) -> &str {
+        &self.jwks
+    }
+
+    /// The key state this ring was built from.
+    pub fn state(&self) -> &KeyState {
+        &self.state
+    }
+
+    /// One line for logs: the active kid and the other kids by state (kids only, never keys).
+    pub fn summary(&self) -> String {
+        let list = |status| {
+            let kids = self.state.kids_in(status);
+            if kids.is_empty() { "none".to_owned() } else { kids.join(", ") }
+        };
+        format!(
+            "active {}; published: {}; retired: {}; {} key(s) in the JWKS",
+            self.signer.kid(),
+            list(KeyStatus::Published),
+            list(KeyStatus::Retired),
+            self.public.len()
+        )
+    }
+}
 
 /// Re-reads the key store into the live signer and verifier keys.
 #[derive(Debug, Clone)]
 pub struct Reloader {
-    store: KeyStore,
-    ring: Arc<ArcSwap<KeyRing>>,
-    verifier_keys: Arc<Keys>,
+    store: KeyFolder,
+    ring: Arc<ArcSwap<SigningKeys>>,
+    verifier_keys: Arc<TrustedKeys>,
 }
 
 impl Reloader {
     /// A reloader for `store` feeding the server's `ring` and `verifier_keys`.
-    pub fn new(store: KeyStore, ring: Arc<ArcSwap<KeyRing>>, verifier_keys: Arc<Keys>) -> Self {
+    pub fn new(
+        store: KeyFolder,
+        ring: Arc<ArcSwap<SigningKeys>>,
+        verifier_keys: Arc<TrustedKeys>,
+    ) -> Self {
         Self { store, ring, verifier_keys }
     }
 

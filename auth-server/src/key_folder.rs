@@ -14,22 +14,22 @@
 //! (signing; exactly one) or *retired* (still in the JWKS until pruned). Every change takes an
 //! exclusive lock on `private/.lock`, so concurrent `keys` commands serialize instead of losing
 //! each other's updates; readers (the server's reload, `keys list`) need no lock. Loading builds
-//! a [`KeyRing`], swapped whole.
+//! a [`SigningKeys`], swapped whole.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use access_token::jwt_provider::RsaSigningKey;
-use access_token::keys::PublicKey;
+use access_token::public_key::PublicKey;
 use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
 use aws_lc_rs::signature::KeyPair as _;
 use serde::{Deserialize, Serialize};
 
+use crate::signing_keys::SigningKeys;
 use crate::tokens::Signer;
 
 /// Size of the key generated on first start.
@@ -51,7 +51,7 @@ const LOCK_FILE: &str = ".lock";
 
 /// What can go wrong with the key store. Messages are one line, name files, never key material.
 #[derive(Debug, thiserror::Error)]
-pub enum KeyStoreError {
+pub enum KeyFolderError {
     /// A file or directory could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -176,63 +176,12 @@ pub fn prunable_at(retired: u64, ttl: Duration, leeway: Duration) -> u64 {
     retired.saturating_add(wait).saturating_add(1)
 }
 
-/// What the server signs and publishes with; replaced whole on reload.
-#[derive(Debug)]
-pub struct KeyRing {
-    signer: Arc<Signer>,
-    public: Vec<PublicKey>,
-    jwks: String,
-    state: KeyState,
-}
-
-impl KeyRing {
-    /// The active signer.
-    pub fn signer(&self) -> &Arc<Signer> {
-        &self.signer
-    }
-
-    /// Every published key (published, active, retired).
-    pub fn public_keys(&self) -> &[PublicKey] {
-        &self.public
-    }
-
-    /// The public key named `kid`.
-    pub fn public_key(&self, kid: &str) -> Option<&PublicKey> {
-        self.public.iter().find(|k| k.kid() == kid)
-    }
-
-    /// The RFC 7517 JWK Set, serialized once.
-    pub fn jwks_json(&self) -> &str {
-        &self.jwks
-    }
-
-    /// The key state this ring was built from.
-    pub fn state(&self) -> &KeyState {
-        &self.state
-    }
-
-    /// One line for logs: the active kid and the other kids by state (kids only, never keys).
-    pub fn summary(&self) -> String {
-        let list = |status| {
-            let kids = self.state.kids_in(status);
-            if kids.is_empty() { "none".to_owned() } else { kids.join(", ") }
-        };
-        format!(
-            "active {}; published: {}; retired: {}; {} key(s) in the JWKS",
-            self.signer.kid(),
-            list(KeyStatus::Published),
-            list(KeyStatus::Retired),
-            self.public.len()
-        )
-    }
-}
-
 /// A freshly loaded ring and what was wrong with the folder without stopping the load
 /// (each message names its file).
 #[derive(Debug)]
 pub struct Loaded {
     /// The ring.
-    pub ring: KeyRing,
+    pub ring: SigningKeys,
     /// Warnings to log.
     pub warnings: Vec<String>,
 }
@@ -259,17 +208,17 @@ pub struct PruneReport {
 
 /// The exclusive lock on the store; released when dropped.
 #[derive(Debug)]
-pub struct StoreLock {
+pub struct FolderLock {
     _file: fs::File,
 }
 
 /// The `keys/` directory.
 #[derive(Debug, Clone)]
-pub struct KeyStore {
+pub struct KeyFolder {
     dir: PathBuf,
 }
 
-impl KeyStore {
+impl KeyFolder {
     /// The store rooted at `dir` (nothing is read yet).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self { dir: dir.into() }
@@ -306,7 +255,7 @@ impl KeyStore {
     }
 
     /// Creates `keys/` (0755), `private/` (0700) and `public/` (0755) when missing.
-    pub fn ensure_dirs(&self) -> Result<(), KeyStoreError> {
+    pub fn ensure_dirs(&self) -> Result<(), KeyFolderError> {
         // The root first, so `public/` stays reachable for a reader running as another user.
         create_dir(&self.dir, 0o755)?;
         create_dir(&self.private_dir(), 0o700)?;
@@ -315,10 +264,10 @@ impl KeyStore {
 
     /// Takes the exclusive lock on the store (`private/.lock`, 0600), waiting for another
     /// holder (a concurrent `keys` command) to finish.
-    pub fn lock(&self) -> Result<StoreLock, KeyStoreError> {
+    pub fn lock(&self) -> Result<FolderLock, KeyFolderError> {
         self.ensure_dirs()?;
         let path = self.private_dir().join(LOCK_FILE);
-        let io_err = |source| KeyStoreError::Io { path: path.clone(), source };
+        let io_err = |source| KeyFolderError::Io { path: path.clone(), source };
         let mut options = fs::OpenOptions::new();
         options.read(true).write(true).create(true).truncate(false);
         #[cfg(unix)]
@@ -332,26 +281,26 @@ impl KeyStore {
             }
             Err(fs::TryLockError::Error(e)) => return Err(io_err(e)),
         }
-        Ok(StoreLock { _file: file })
+        Ok(FolderLock { _file: file })
     }
 
     /// Reads `state.json`; a missing file is an empty state.
-    pub fn read_state(&self) -> Result<KeyState, KeyStoreError> {
+    pub fn read_state(&self) -> Result<KeyState, KeyFolderError> {
         let path = self.state_path();
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(KeyState::default()),
-            Err(source) => return Err(KeyStoreError::Io { path, source }),
+            Err(source) => return Err(KeyFolderError::Io { path, source }),
         };
         let state: KeyState = serde_json::from_str(&text)
-            .map_err(|e| KeyStoreError::State { path: path.clone(), reason: e.to_string() })?;
+            .map_err(|e| KeyFolderError::State { path: path.clone(), reason: e.to_string() })?;
         if let Some(kid) = state.keys.keys().find(|kid| !is_kid(kid)) {
-            return Err(KeyStoreError::State { path, reason: format!("`{kid}` is not a kid") });
+            return Err(KeyFolderError::State { path, reason: format!("`{kid}` is not a kid") });
         }
         if let Some(active) = &state.active
             && !state.keys.contains_key(active)
         {
-            return Err(KeyStoreError::State {
+            return Err(KeyFolderError::State {
                 path,
                 reason: format!("active key {active} is not listed"),
             });
@@ -360,16 +309,16 @@ impl KeyStore {
     }
 
     /// Writes `state.json` atomically. Callers that read-modify-write hold [`Self::lock`].
-    pub fn write_state(&self, state: &KeyState) -> Result<(), KeyStoreError> {
+    pub fn write_state(&self, state: &KeyState) -> Result<(), KeyFolderError> {
         let path = self.state_path();
         let mut json = serde_json::to_vec_pretty(state)
-            .map_err(|e| KeyStoreError::State { path: path.clone(), reason: e.to_string() })?;
+            .map_err(|e| KeyFolderError::State { path: path.clone(), reason: e.to_string() })?;
         json.push(b'\n');
         write_atomic(&path, &json, 0o600)
     }
 
     /// Generates a pair and publishes it (public key, private key, then state); not signing yet.
-    pub fn add(&self, bits: usize) -> Result<String, KeyStoreError> {
+    pub fn add(&self, bits: usize) -> Result<String, KeyFolderError> {
         let _lock = self.lock()?;
         let kid = self.write_new_pair(bits)?;
         let mut state = self.read_state()?;
@@ -383,13 +332,15 @@ impl KeyStore {
 
     /// Makes the published key `kid` the signer; the previous active key becomes retired.
     /// Activating the active key changes nothing; a retired key is refused.
-    pub fn activate(&self, kid: &str) -> Result<Activation, KeyStoreError> {
+    pub fn activate(&self, kid: &str) -> Result<Activation, KeyFolderError> {
         check_kid(kid)?;
         let _lock = self.lock()?;
         let mut state = self.read_state()?;
         match state.status(kid) {
-            None => return Err(KeyStoreError::UnknownKey(kid.to_owned())),
-            Some(KeyStatus::Retired) => return Err(KeyStoreError::ActivateRetired(kid.to_owned())),
+            None => return Err(KeyFolderError::UnknownKey(kid.to_owned())),
+            Some(KeyStatus::Retired) => {
+                return Err(KeyFolderError::ActivateRetired(kid.to_owned()));
+            }
             Some(KeyStatus::Active) => {
                 return Ok(Activation { kid: kid.to_owned(), retired: None, unchanged: true });
             }
@@ -405,7 +356,7 @@ impl KeyStore {
 
     /// `add` + `activate` under one lock, with a single state write: the new key signs from
     /// the moment the state names it, and the previous active key is retired.
-    pub fn rotate(&self, bits: usize) -> Result<Activation, KeyStoreError> {
+    pub fn rotate(&self, bits: usize) -> Result<Activation, KeyFolderError> {
         let _lock = self.lock()?;
         let kid = self.write_new_pair(bits)?;
         let mut state = self.read_state()?;
@@ -420,15 +371,15 @@ impl KeyStore {
 
     /// Retires a published key (it stays in the JWKS until pruned). Refuses the active key.
     /// Returns when the key was retired (earlier, if it already was).
-    pub fn retire(&self, kid: &str) -> Result<u64, KeyStoreError> {
+    pub fn retire(&self, kid: &str) -> Result<u64, KeyFolderError> {
         check_kid(kid)?;
         let _lock = self.lock()?;
         let mut state = self.read_state()?;
         if state.active.as_deref() == Some(kid) {
-            return Err(KeyStoreError::RetireActive(kid.to_owned()));
+            return Err(KeyFolderError::RetireActive(kid.to_owned()));
         }
         let meta =
-            state.keys.get_mut(kid).ok_or_else(|| KeyStoreError::UnknownKey(kid.to_owned()))?;
+            state.keys.get_mut(kid).ok_or_else(|| KeyFolderError::UnknownKey(kid.to_owned()))?;
         if let Some(at) = meta.retired {
             return Ok(at);
         }
@@ -447,7 +398,7 @@ impl KeyStore {
         leeway: Duration,
         now: u64,
         dry_run: bool,
-    ) -> Result<PruneReport, KeyStoreError> {
+    ) -> Result<PruneReport, KeyFolderError> {
         let _lock = self.lock()?;
         let mut state = self.read_state()?;
         let mut report = PruneReport::default();
@@ -516,14 +467,17 @@ impl KeyStore {
 
     /// Loads the active signer and every published public key. Non-active keys whose file
     /// cannot be used are left out with a warning (at start-up nothing better exists).
-    pub fn load(&self) -> Result<Option<Loaded>, KeyStoreError> {
+    pub fn load(&self) -> Result<Option<Loaded>, KeyFolderError> {
         self.load_with(None)
     }
 
     /// Loads like [`Self::load`]; a non-active key whose file cannot be used now but which
     /// `previous` holds keeps the previous copy, so a reload never drops a key it had.
     /// Errors (state unreadable, active key unusable) leave the caller's ring as it is.
-    pub fn load_with(&self, previous: Option<&KeyRing>) -> Result<Option<Loaded>, KeyStoreError> {
+    pub fn load_with(
+        &self,
+        previous: Option<&SigningKeys>,
+    ) -> Result<Option<Loaded>, KeyFolderError> {
         let state = self.read_state()?;
         let Some(active) = state.active.clone() else {
             return Ok(None);
@@ -545,18 +499,12 @@ impl KeyStore {
             }
         }
         warnings.extend(self.stray_files(&state));
-        let jwks =
-            serde_json::json!({ "keys": public.iter().map(PublicKey::jwk).collect::<Vec<_>>() })
-                .to_string();
-        Ok(Some(Loaded {
-            ring: KeyRing { signer: Arc::new(signer), public, jwks, state },
-            warnings,
-        }))
+        Ok(Some(Loaded { ring: SigningKeys::new(signer, public, state), warnings }))
     }
 
     /// Loads the keys; on a store without an active key, generates an RSA-2048 pair and
     /// activates it first (first start).
-    pub fn load_or_init(&self) -> Result<KeyRing, KeyStoreError> {
+    pub fn load_or_init(&self) -> Result<SigningKeys, KeyFolderError> {
         self.ensure_dirs()?;
         if let Some(loaded) = self.load()? {
             return Ok(log_warnings(loaded));
@@ -576,26 +524,26 @@ impl KeyStore {
         set_active(&mut state, &kid, now);
         self.write_state(&state)?;
         log::info!("generated signing key {kid} (RSA-{DEFAULT_BITS}) in {}", self.dir.display());
-        self.load()?.map(log_warnings).ok_or(KeyStoreError::UnknownKey(kid))
+        self.load()?.map(log_warnings).ok_or(KeyFolderError::UnknownKey(kid))
     }
 
     /// Generates a pair and writes its public, then private key; returns the kid. The state
     /// is the caller's (under the lock).
-    fn write_new_pair(&self, bits: usize) -> Result<String, KeyStoreError> {
+    fn write_new_pair(&self, bits: usize) -> Result<String, KeyFolderError> {
         let size = match bits {
             2048 => KeySize::Rsa2048,
             3072 => KeySize::Rsa3072,
             4096 => KeySize::Rsa4096,
-            other => return Err(KeyStoreError::UnsupportedBits(other)),
+            other => return Err(KeyFolderError::UnsupportedBits(other)),
         };
         self.ensure_dirs()?;
-        let pair = RsaKeyPair::generate(size).map_err(|_| KeyStoreError::Generate)?;
-        let private_der = pair.as_der().map_err(|_| KeyStoreError::Generate)?;
-        let public_der = pair.public_key().as_der().map_err(|_| KeyStoreError::Generate)?;
+        let pair = RsaKeyPair::generate(size).map_err(|_| KeyFolderError::Generate)?;
+        let private_der = pair.as_der().map_err(|_| KeyFolderError::Generate)?;
+        let public_der = pair.public_key().as_der().map_err(|_| KeyFolderError::Generate)?;
         let private_pem = pem::encode(&pem::Pem::new("PRIVATE KEY", private_der.as_ref().to_vec()));
         let public_pem = pem::encode(&pem::Pem::new("PUBLIC KEY", public_der.as_ref().to_vec()));
         let kid = PublicKey::from_pem(public_pem.as_bytes())
-            .map_err(|_| KeyStoreError::Generate)?
+            .map_err(|_| KeyFolderError::Generate)?
             .kid()
             .to_owned();
         write_atomic(&self.public_path(&kid), public_pem.as_bytes(), 0o644)?;
@@ -603,13 +551,13 @@ impl KeyStore {
         Ok(kid)
     }
 
-    fn load_public(&self, kid: &str) -> Result<PublicKey, KeyStoreError> {
+    fn load_public(&self, kid: &str) -> Result<PublicKey, KeyFolderError> {
         let path = self.public_path(kid);
         let pem = read_small(&path)?;
         let key = PublicKey::from_pem(&pem)
-            .map_err(|e| KeyStoreError::BadKey { path: path.clone(), reason: e.to_string() })?;
+            .map_err(|e| KeyFolderError::BadKey { path: path.clone(), reason: e.to_string() })?;
         if key.kid() != kid {
-            return Err(KeyStoreError::BadKey {
+            return Err(KeyFolderError::BadKey {
                 path,
                 reason: "the public key's thumbprint does not match its file name".into(),
             });
@@ -617,10 +565,10 @@ impl KeyStore {
         Ok(key)
     }
 
-    fn load_signer(&self, kid: &str) -> Result<Signer, KeyStoreError> {
+    fn load_signer(&self, kid: &str) -> Result<Signer, KeyFolderError> {
         let path = self.private_path(kid);
         let bad =
-            |reason: &str| KeyStoreError::BadKey { path: path.clone(), reason: reason.to_owned() };
+            |reason: &str| KeyFolderError::BadKey { path: path.clone(), reason: reason.to_owned() };
         let text = read_small(&path)?;
         let parsed = pem::parse(&text).map_err(|_| bad("the private key file is not PEM"))?;
         if parsed.tag() != "PRIVATE KEY" {
@@ -660,7 +608,7 @@ fn set_active(state: &mut KeyState, kid: &str, now: u64) -> Option<String> {
     retired
 }
 
-fn log_warnings(loaded: Loaded) -> KeyRing {
+fn log_warnings(loaded: Loaded) -> SigningKeys {
     for warning in &loaded.warnings {
         log::warn!("keys: {warning}");
     }
@@ -673,8 +621,8 @@ pub fn is_kid(text: &str) -> bool {
     text.len() == 43 && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn check_kid(text: &str) -> Result<(), KeyStoreError> {
-    if is_kid(text) { Ok(()) } else { Err(KeyStoreError::NotAKid(text.to_owned())) }
+fn check_kid(text: &str) -> Result<(), KeyFolderError> {
+    if is_kid(text) { Ok(()) } else { Err(KeyFolderError::NotAKid(text.to_owned())) }
 }
 
 /// Now, in Unix seconds.
@@ -686,16 +634,16 @@ pub fn now_secs() -> u64 {
 }
 
 /// Reads a key or state file, refusing anything bigger than a key can be.
-fn read_small(path: &Path) -> Result<Vec<u8>, KeyStoreError> {
+fn read_small(path: &Path) -> Result<Vec<u8>, KeyFolderError> {
     use std::io::Read as _;
-    let io_err = |source| KeyStoreError::Io { path: path.to_owned(), source };
+    let io_err = |source| KeyFolderError::Io { path: path.to_owned(), source };
     let file = fs::File::open(path).map_err(io_err)?;
     let mut bytes = Vec::new();
     file.take(access_token::keyset::MAX_KEY_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(io_err)?;
     if bytes.len() as u64 > access_token::keyset::MAX_KEY_FILE_BYTES {
-        return Err(KeyStoreError::BadKey {
+        return Err(KeyFolderError::BadKey {
             path: path.to_owned(),
             reason: "too big for a key".into(),
         });
@@ -707,8 +655,8 @@ fn file_name(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, KeyStoreError> {
-    let io_err = |source| KeyStoreError::Io { path: dir.to_owned(), source };
+fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, KeyFolderError> {
+    let io_err = |source| KeyFolderError::Io { path: dir.to_owned(), source };
     let mut paths = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_err)? {
         paths.push(entry.map_err(io_err)?.path());
@@ -717,22 +665,22 @@ fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, KeyStoreError> {
     Ok(paths)
 }
 
-fn remove_file(path: &Path) -> Result<(), KeyStoreError> {
+fn remove_file(path: &Path) -> Result<(), KeyFolderError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(KeyStoreError::Io { path: path.to_owned(), source }),
+        Err(source) => Err(KeyFolderError::Io { path: path.to_owned(), source }),
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<(), KeyStoreError> {
+fn sync_dir(dir: &Path) -> Result<(), KeyFolderError> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
-        .map_err(|source| KeyStoreError::Io { path: dir.to_owned(), source })
+        .map_err(|source| KeyFolderError::Io { path: dir.to_owned(), source })
 }
 
-fn create_dir(path: &Path, mode: u32) -> Result<(), KeyStoreError> {
-    let io_err = |source| KeyStoreError::Io { path: path.to_owned(), source };
+fn create_dir(path: &Path, mode: u32) -> Result<(), KeyFolderError> {
+    let io_err = |source| KeyFolderError::Io { path: path.to_owned(), source };
     if path.is_dir() {
         return Ok(());
     }
@@ -760,8 +708,8 @@ fn set_mode(_path: &Path, _mode: u32) -> io::Result<()> {
 /// random name, created exclusively, removed if anything fails): `mode` on the open file (so
 /// the umask does not decide who reads a public key, and a private key is never readable by
 /// others, even for a moment), fsync, rename over `path`, fsync the directory.
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyStoreError> {
-    let io_err = |source| KeyStoreError::Io { path: path.to_owned(), source };
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyFolderError> {
+    let io_err = |source| KeyFolderError::Io { path: path.to_owned(), source };
     let dir = path.parent().ok_or_else(|| io_err(io::ErrorKind::InvalidInput.into()))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("key");
     let prefix = format!(".{name}.tmp-");
@@ -794,7 +742,7 @@ mod tests {
     fn first_start_generates_an_active_key_in_the_contract_layout() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("keys");
-        let store = KeyStore::new(&root);
+        let store = KeyFolder::new(&root);
         let ring = store.load_or_init().unwrap();
         let kid = ring.signer().kid().to_owned();
         assert!(is_kid(&kid));
@@ -856,7 +804,7 @@ mod tests {
     #[test]
     fn activating_another_key_retires_the_previous_one() {
         let dir = tempfile::tempdir().unwrap();
-        let store = KeyStore::new(dir.path());
+        let store = KeyFolder::new(dir.path());
         let first = store.load_or_init().unwrap().signer().kid().to_owned();
         let second = store.add(2048).unwrap();
         let ring = store.load().unwrap().unwrap().ring;
@@ -872,7 +820,7 @@ mod tests {
         assert_eq!(store.load().unwrap().unwrap().ring.signer().kid(), second);
 
         // A retired key never signs again.
-        assert!(matches!(store.activate(&first), Err(KeyStoreError::ActivateRetired(_))));
+        assert!(matches!(store.activate(&first), Err(KeyFolderError::ActivateRetired(_))));
         // Activating the active key is a no-op.
         assert!(store.activate(&second).unwrap().unchanged);
     }
@@ -880,19 +828,19 @@ mod tests {
     #[test]
     fn a_private_key_under_another_name_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let store = KeyStore::new(dir.path());
+        let store = KeyFolder::new(dir.path());
         let first = store.load_or_init().unwrap().signer().kid().to_owned();
         let second = store.add(2048).unwrap();
         fs::copy(store.private_path(&first), store.private_path(&second)).unwrap();
-        assert!(matches!(store.activate(&second), Err(KeyStoreError::BadKey { .. })));
+        assert!(matches!(store.activate(&second), Err(KeyFolderError::BadKey { .. })));
     }
 
     #[test]
     fn retire_refuses_the_active_key_and_prune_waits_for_ttl_plus_leeway() {
         let dir = tempfile::tempdir().unwrap();
-        let store = KeyStore::new(dir.path());
+        let store = KeyFolder::new(dir.path());
         let first = store.load_or_init().unwrap().signer().kid().to_owned();
-        assert!(matches!(store.retire(&first), Err(KeyStoreError::RetireActive(_))));
+        assert!(matches!(store.retire(&first), Err(KeyFolderError::RetireActive(_))));
         let rotated = store.rotate(2048).unwrap();
         assert_eq!(rotated.retired.as_deref(), Some(first.as_str()));
         let retired = store.read_state().unwrap().keys[&first].retired.unwrap();
@@ -922,7 +870,7 @@ mod tests {
     #[test]
     fn a_reload_keeps_the_previous_copy_of_a_key_whose_file_broke() {
         let dir = tempfile::tempdir().unwrap();
-        let store = KeyStore::new(dir.path());
+        let store = KeyFolder::new(dir.path());
         let first = store.load_or_init().unwrap().signer().kid().to_owned();
         let second = store.rotate(2048).unwrap().kid;
         let good = store.load().unwrap().unwrap();

@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::config::Settings;
-use crate::keys::{
-    self, DEFAULT_BITS, DEFAULT_PRUNE_LEEWAY, JWKS_MAX_AGE_SECS, KeyStatus, KeyStore,
-    KeyStoreError, SUPPORTED_BITS,
+use crate::key_folder::{
+    self, DEFAULT_BITS, DEFAULT_PRUNE_LEEWAY, JWKS_MAX_AGE_SECS, KeyFolder, KeyFolderError,
+    KeyStatus, SUPPORTED_BITS,
 };
 
 /// `auth-server keys`.
@@ -83,7 +83,7 @@ pub enum KeysCommand {
 /// Runs a `keys` command; prints the outcome, returns the exit code.
 pub fn run(settings: &Settings, args: KeysArgs) -> ExitCode {
     let dir = args.keys_dir.unwrap_or_else(|| settings.keys_dir.clone());
-    let store = KeyStore::new(dir);
+    let store = KeyFolder::new(dir);
     match execute(&store, settings.access_token_ttl, args.command) {
         Ok(output) => {
             print!("{output}");
@@ -96,8 +96,8 @@ pub fn run(settings: &Settings, args: KeysArgs) -> ExitCode {
     }
 }
 
-fn execute(store: &KeyStore, ttl: Duration, command: KeysCommand) -> Result<String, String> {
-    let err = |e: KeyStoreError| e.to_string();
+fn execute(store: &KeyFolder, ttl: Duration, command: KeysCommand) -> Result<String, String> {
+    let err = |e: KeyFolderError| e.to_string();
     match command {
         KeysCommand::List { json } => list(store, json),
         KeysCommand::Add { bits } => {
@@ -122,7 +122,7 @@ fn execute(store: &KeyStore, ttl: Duration, command: KeysCommand) -> Result<Stri
         }
         KeysCommand::Retire { kid } => {
             let at = store.retire(&kid).map_err(err)?;
-            let after = keys::prunable_at(at, ttl, DEFAULT_PRUNE_LEEWAY);
+            let after = key_folder::prunable_at(at, ttl, DEFAULT_PRUNE_LEEWAY);
             Ok(format!(
                 "{kid} retired at {}; it stays in the JWKS until `keys prune` after {}\n",
                 time(at),
@@ -141,14 +141,14 @@ fn check_bits(bits: usize) -> Result<(), String> {
     if SUPPORTED_BITS.contains(&bits) {
         Ok(())
     } else {
-        Err(KeyStoreError::UnsupportedBits(bits).to_string())
+        Err(KeyFolderError::UnsupportedBits(bits).to_string())
     }
 }
 
-fn activated(done: &keys::Activation, ttl: Duration) -> String {
+fn activated(done: &key_folder::Activation, ttl: Duration) -> String {
     let mut out = format!("{} is the active signing key now\n", done.kid);
     if let Some(old) = &done.retired {
-        let after = keys::prunable_at(keys::now_secs(), ttl, DEFAULT_PRUNE_LEEWAY);
+        let after = key_folder::prunable_at(key_folder::now_secs(), ttl, DEFAULT_PRUNE_LEEWAY);
         out.push_str(&format!(
             "{old} retired: tokens it signed keep verifying; `keys prune` removes it after {}\n",
             time(after)
@@ -158,12 +158,13 @@ fn activated(done: &keys::Activation, ttl: Duration) -> String {
 }
 
 fn prune(
-    store: &KeyStore,
+    store: &KeyFolder,
     ttl: Duration,
     leeway: Duration,
     dry_run: bool,
 ) -> Result<String, String> {
-    let report = store.prune(ttl, leeway, keys::now_secs(), dry_run).map_err(|e| e.to_string())?;
+    let report =
+        store.prune(ttl, leeway, key_folder::now_secs(), dry_run).map_err(|e| e.to_string())?;
     let verb = if dry_run { "would remove" } else { "removed" };
     let mut out = String::new();
     for (kid, retired) in &report.removed {
@@ -193,7 +194,7 @@ fn prune(
     Ok(out)
 }
 
-fn list(store: &KeyStore, json: bool) -> Result<String, String> {
+fn list(store: &KeyFolder, json: bool) -> Result<String, String> {
     let state = store.read_state().map_err(|e| e.to_string())?;
     let strays = store.stray_files(&state);
     for stray in &strays {
