@@ -167,6 +167,11 @@ pub fn spawn_refresh(keys: Arc<TrustedKeys>, source: JwksSource) -> JoinHandle<(
                 retry = (retry * 2).min(RETRY_MAX);
                 wait
             };
+            // A key kept under its removal grace is dropped by a fetch when the grace ends.
+            let wait = match keys.recheck_at() {
+                Some(at) => wait.min(at.saturating_duration_since(std::time::Instant::now())),
+                None => wait,
+            };
             let trigger = tokio::select! {
                 () = tokio::time::sleep(wait) => ReloadTrigger::Timer,
                 () = hup.recv() => {
@@ -229,6 +234,12 @@ impl KeySource for JwksSource {
 
     fn describe(&self) -> String {
         self.url.clone()
+    }
+
+    /// The auth server always publishes the key it signs with: a JWK Set with no usable key is
+    /// a broken answer (a proxy's page, a wrong URL), not "trust nothing".
+    fn empty_is_failure(&self) -> bool {
+        true
     }
 }
 

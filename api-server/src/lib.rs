@@ -16,7 +16,6 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use access_token::keyset::{FolderSource, TrustedKeys};
-use access_token::metrics::ObservedSource;
 use access_token::watch::spawn_folder_reload;
 use access_token::{Verifier, VerifierConfig};
 use actix_web::dev::{Server, ServiceRequest};
@@ -80,14 +79,13 @@ impl Application {
 
         let keys = match &settings.keys {
             KeysFrom::Dir(dir) => {
-                let keys =
-                    Arc::new(TrustedKeys::load(ObservedSource::new(FolderSource::new(dir))).await);
+                let keys = Arc::new(TrustedKeys::load(FolderSource::new(dir)).await);
                 spawn_folder_reload(Arc::clone(&keys), dir);
                 keys
             }
             KeysFrom::Jwks(url) => {
                 let source = JwksSource::new(url).map_err(StartError::Jwks)?;
-                let keys = Arc::new(TrustedKeys::load(ObservedSource::new(source.clone())).await);
+                let keys = Arc::new(TrustedKeys::load(source.clone()).await);
                 jwks::spawn_refresh(Arc::clone(&keys), source);
                 keys
             }

@@ -49,6 +49,20 @@ pub const DEFAULT_PRUNE_LEEWAY: Duration = Duration::from_secs(30);
 const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = ".lock";
 
+/// `private/.signer-<instance>.json`: what a running server signs with (hidden, so the folder
+/// watch and the key listing ignore it).
+const SIGNER_STATUS_PREFIX: &str = ".signer-";
+
+/// How often a running server rewrites its signer status (and on every reload).
+pub const SIGNER_STATUS_HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// A signer status not rewritten for this long is a stopped (or hung) instance's: `prune`
+/// ignores it.
+pub const SIGNER_STATUS_LIVE_WITHIN: Duration = Duration::from_secs(30);
+
+/// A signer status this old is removed by `prune` (an instance that died without cleaning up).
+pub const SIGNER_STATUS_FORGET_AFTER: Duration = Duration::from_secs(24 * 3600);
+
 /// What can go wrong with the key store. Messages are one line, name files, never key material.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFolderError {
@@ -99,6 +113,57 @@ pub enum KeyFolderError {
     /// Key generation failed.
     #[error("RSA key generation failed")]
     Generate,
+    /// `prune` while a running server signs with another key than the state's active one.
+    #[error(
+        "refusing to prune: instance {instance} signs with {kid}, not with the active key \
+         {active}{why}; fix its keys folder (see its log and /readyz) or stop it first"
+    )]
+    SignerDiffers {
+        /// The instance (as in its status file).
+        instance: String,
+        /// What it signs with.
+        kid: String,
+        /// What the state names.
+        active: String,
+        /// `: its last reload failed (...)`, when it says so.
+        why: String,
+    },
+}
+
+impl KeyFolderError {
+    /// Whether the file it names does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+
+    /// The error without any directory in it (file names only), for answers to clients such
+    /// as `/readyz`, which never carry a key path.
+    pub fn public_reason(&self) -> String {
+        match self {
+            Self::Io { path, source } => format!("{}: {}", file_name(path), source.kind()),
+            Self::State { path, .. } => format!("{}: invalid key state", file_name(path)),
+            Self::BadKey { path, reason } => format!("{}: {reason}", file_name(path)),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// What a running server writes to `private/.signer-<instance>.json`, atomically: the key it
+/// signs with, so `keys prune` can refuse while it is not the state's active key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignerStatus {
+    /// Random per process start (several instances may share the folder).
+    pub instance: String,
+    /// Host name, when known, and process id: for the operator.
+    pub host: Option<String>,
+    /// Process id.
+    pub pid: u32,
+    /// The kid it signs new tokens with.
+    pub kid: String,
+    /// Why its last reload failed, while it does.
+    pub reload_failing: Option<String>,
+    /// When this was written, Unix seconds.
+    pub updated: u64,
 }
 
 /// One key's entry in `state.json`. Times are Unix seconds.
@@ -184,6 +249,8 @@ pub struct Loaded {
     pub ring: SigningKeys,
     /// Warnings to log.
     pub warnings: Vec<String>,
+    /// Published keys whose file could not be used now, kept from the previous ring.
+    pub kept: Vec<String>,
 }
 
 /// What `activate` did.
@@ -252,6 +319,88 @@ impl KeyFolder {
     /// `keys/private/<kid>.pem`.
     pub fn private_path(&self, kid: &str) -> PathBuf {
         self.private_dir().join(format!("{kid}.pem"))
+    }
+
+    /// `keys/private/.signer-<instance>.json`.
+    fn signer_status_path(&self, instance: &str) -> PathBuf {
+        self.private_dir().join(format!("{SIGNER_STATUS_PREFIX}{instance}.json"))
+    }
+
+    /// Writes a running server's signer status, atomically (no lock: each instance writes its
+    /// own file).
+    pub fn write_signer_status(&self, status: &SignerStatus) -> Result<(), KeyFolderError> {
+        let path = self.signer_status_path(&status.instance);
+        let json = serde_json::to_vec(status)
+            .map_err(|e| KeyFolderError::State { path: path.clone(), reason: e.to_string() })?;
+        write_atomic(&path, &json, 0o600)
+    }
+
+    /// Removes an instance's signer status (on a graceful stop).
+    pub fn remove_signer_status(&self, instance: &str) -> Result<(), KeyFolderError> {
+        remove_file(&self.signer_status_path(instance))
+    }
+
+    /// Every signer status in the folder, with its file; unreadable ones are skipped.
+    pub fn signer_statuses(&self) -> Vec<(PathBuf, SignerStatus)> {
+        let Ok(paths) = list_dir(&self.private_dir()) else { return Vec::new() };
+        paths
+            .into_iter()
+            .filter(|p| {
+                let name = file_name(p);
+                name.starts_with(SIGNER_STATUS_PREFIX) && name.ends_with(".json")
+            })
+            .filter_map(|p| {
+                let bytes = read_small(&p).ok()?;
+                let status = serde_json::from_slice(&bytes).ok()?;
+                Some((p, status))
+            })
+            .collect()
+    }
+
+    /// Refuses (see [`KeyFolderError::SignerDiffers`]) when a live instance signs with another
+    /// key than `state`'s active one and either that key is among `removing` or its reloads
+    /// fail (it would go on signing with it); an instance that differs only for the moment it
+    /// takes to pick up a change just made (a `rotate` right before) is no reason. Forgets the
+    /// statuses of instances long gone when `forget`.
+    fn check_signers(
+        &self,
+        state: &KeyState,
+        removing: &[(String, u64)],
+        now: u64,
+        forget: bool,
+    ) -> Result<(), KeyFolderError> {
+        let active = state.active.clone().unwrap_or_default();
+        for (path, status) in self.signer_statuses() {
+            let age = now.saturating_sub(status.updated);
+            if age > SIGNER_STATUS_FORGET_AFTER.as_secs() {
+                if forget {
+                    remove_file(&path)?;
+                }
+                continue;
+            }
+            let removed = removing.iter().any(|(kid, _)| *kid == status.kid);
+            if age > SIGNER_STATUS_LIVE_WITHIN.as_secs()
+                || status.kid == active
+                || !(removed || status.reload_failing.is_some())
+            {
+                continue;
+            }
+            let who = match &status.host {
+                Some(host) => format!("{} ({host}, pid {})", status.instance, status.pid),
+                None => format!("{} (pid {})", status.instance, status.pid),
+            };
+            let why = status
+                .reload_failing
+                .map(|reason| format!(": its last reload failed ({reason})"))
+                .unwrap_or_default();
+            return Err(KeyFolderError::SignerDiffers {
+                instance: who,
+                kid: status.kid,
+                active,
+                why,
+            });
+        }
+        Ok(())
     }
 
     /// Creates `keys/` (0755), `private/` (0700) and `public/` (0755) when missing.
@@ -414,7 +563,12 @@ impl KeyFolder {
                 report.kept.push((kid.clone(), retired, at));
             }
         }
-        if dry_run || report.removed.is_empty() {
+        if report.removed.is_empty() {
+            return Ok(report);
+        }
+        // Removing a key some server still signs with would break its tokens everywhere.
+        self.check_signers(&state, &report.removed, now, !dry_run)?;
+        if dry_run {
             return Ok(report);
         }
         for (kid, _) in &report.removed {
@@ -427,10 +581,16 @@ impl KeyFolder {
         }
         sync_dir(&self.private_dir())?;
         sync_dir(&self.public_dir())?;
-        // Temp files left by a write that crashed; nobody else writes while we hold the lock.
+        // Temp files left by a write that crashed; no `keys` command writes while we hold the
+        // lock.
         for dir in [self.private_dir(), self.public_dir()] {
             for path in list_dir(&dir)? {
-                if file_name(&path).starts_with('.') && file_name(&path).contains(".tmp-") {
+                let name = file_name(&path);
+                // Signer statuses are written by running servers, without the lock.
+                if name.starts_with('.')
+                    && name.contains(".tmp-")
+                    && !name.contains(SIGNER_STATUS_PREFIX)
+                {
                     remove_file(&path)?;
                 }
             }
@@ -468,15 +628,18 @@ impl KeyFolder {
     /// Loads the active signer and every published public key. Non-active keys whose file
     /// cannot be used are left out with a warning (at start-up nothing better exists).
     pub fn load(&self) -> Result<Option<Loaded>, KeyFolderError> {
-        self.load_with(None)
+        self.load_with(None, &|_| false)
     }
 
-    /// Loads like [`Self::load`]; a non-active key whose file cannot be used now but which
-    /// `previous` holds keeps the previous copy, so a reload never drops a key it had.
-    /// Errors (state unreadable, active key unusable) leave the caller's ring as it is.
+    /// Loads like [`Self::load`]; a non-active key whose file does not read as a key now
+    /// (half-written by a writer that is not atomic) keeps the copy `previous` holds when
+    /// `may_keep(kid)` allows it (the caller bounds that by a grace), and is named in
+    /// [`Loaded::kept`]. Errors (state unreadable, active key unusable) leave the caller's
+    /// ring as it is.
     pub fn load_with(
         &self,
         previous: Option<&SigningKeys>,
+        may_keep: &dyn Fn(&str) -> bool,
     ) -> Result<Option<Loaded>, KeyFolderError> {
         let state = self.read_state()?;
         let Some(active) = state.active.clone() else {
@@ -485,21 +648,25 @@ impl KeyFolder {
         let signer = self.load_signer(&active)?;
         let mut public = Vec::with_capacity(state.keys.len());
         let mut warnings = Vec::new();
+        let mut kept = Vec::new();
         for kid in state.keys.keys() {
             match self.load_public(kid) {
                 Ok(key) => public.push(key),
                 Err(e) if *kid == active => return Err(e),
+                // A removed file's key leaves at once; one that does not read as a key now
+                // (rewritten in place) may keep its previous copy.
                 Err(e) => match previous.and_then(|ring| ring.public_key(kid)) {
-                    Some(key) => {
-                        warnings.push(format!("{e}; keeping the copy loaded before"));
+                    Some(key) if !e.is_not_found() && may_keep(kid) => {
+                        warnings.push(format!("{e}; keeping the copy loaded before for now"));
                         public.push(key.clone());
+                        kept.push(kid.clone());
                     }
-                    None => warnings.push(format!("{e}; key {kid} left out of the JWKS")),
+                    _ => warnings.push(format!("{e}; key {kid} left out of the JWKS")),
                 },
             }
         }
         warnings.extend(self.stray_files(&state));
-        Ok(Some(Loaded { ring: SigningKeys::new(signer, public, state), warnings }))
+        Ok(Some(Loaded { ring: SigningKeys::new(signer, public, state), warnings, kept }))
     }
 
     /// Loads the keys; on a store without an active key, generates an RSA-2048 pair and
@@ -868,6 +1035,82 @@ mod tests {
     }
 
     #[test]
+    fn prune_refuses_while_a_live_instance_signs_with_another_key_and_forgets_dead_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyFolder::new(dir.path());
+        let first = store.load_or_init().unwrap().signer().kid().to_owned();
+        let second = store.rotate(2048).unwrap().kid;
+        let ttl = Duration::from_secs(900);
+        let leeway = Duration::from_secs(30);
+        let retired = store.read_state().unwrap().keys[&first].retired.unwrap();
+        let due = prunable_at(retired, ttl, leeway);
+        let status = |instance: &str, kid: &str, age: u64| SignerStatus {
+            instance: instance.into(),
+            host: Some("web-1".into()),
+            pid: 7,
+            kid: kid.into(),
+            reload_failing: Some("x.pem: not a key".into()),
+            updated: due - age,
+        };
+        // One instance up to date, one stopped a minute ago still naming the old key, one
+        // dead for two days: nothing stops the prune, and the dead one's file goes.
+        let mut a = status("a", &second, 1);
+        a.reload_failing = None;
+        store.write_signer_status(&a).unwrap();
+        store.write_signer_status(&status("b", &first, 60)).unwrap();
+        store.write_signer_status(&status("c", &first, 2 * 86_400)).unwrap();
+        assert_eq!(store.signer_statuses().len(), 3);
+        // A live instance still signing with the key to remove (its reload fails): refused,
+        // dry run too, nothing removed; without the failure too (it signs with it).
+        store.write_signer_status(&status("d", &first, 2)).unwrap();
+        for dry_run in [true, false] {
+            let err = store.prune(ttl, leeway, due, dry_run).unwrap_err().to_string();
+            assert!(err.contains("refusing to prune") && err.contains(&first), "{err}");
+            assert!(err.contains("d (web-1, pid 7)") && err.contains("x.pem: not a key"), "{err}");
+        }
+        let mut d = status("d", &first, 2);
+        d.reload_failing = None;
+        store.write_signer_status(&d).unwrap();
+        assert!(store.prune(ttl, leeway, due, true).is_err());
+        assert!(store.public_path(&first).is_file());
+
+        // An instance that signs with another key than the active one, not being removed
+        // (here a published one): refused while its reloads fail, not while it is only
+        // catching up with a change made a moment ago.
+        let other = store.add(2048).unwrap();
+        store.remove_signer_status("d").unwrap();
+        store.write_signer_status(&status("e", &other, 2)).unwrap();
+        assert!(store.prune(ttl, leeway, due, true).is_err());
+        let mut e = status("e", &other, 2);
+        e.reload_failing = None;
+        store.write_signer_status(&e).unwrap();
+        store.prune(ttl, leeway, due, true).unwrap();
+        store.remove_signer_status("e").unwrap();
+        // Nothing due: nothing to refuse.
+        assert!(store.prune(ttl, leeway, due - 1, false).unwrap().removed.is_empty());
+
+        let done = store.prune(ttl, leeway, due, false).unwrap();
+        assert_eq!(done.removed, vec![(first.clone(), retired)]);
+        let left: Vec<String> =
+            store.signer_statuses().into_iter().map(|(_, s)| s.instance).collect();
+        assert_eq!(left, vec!["a".to_owned(), "b".to_owned()]);
+    }
+
+    #[test]
+    fn public_reasons_name_files_never_folders() {
+        let err = KeyFolderError::Io {
+            path: PathBuf::from("/srv/keys/private/abc.pem"),
+            source: io::ErrorKind::PermissionDenied.into(),
+        };
+        assert_eq!(err.public_reason(), "abc.pem: permission denied");
+        let err = KeyFolderError::State {
+            path: PathBuf::from("/srv/keys/private/state.json"),
+            reason: "expected value at line 1".into(),
+        };
+        assert_eq!(err.public_reason(), "state.json: invalid key state");
+    }
+
+    #[test]
     fn a_reload_keeps_the_previous_copy_of_a_key_whose_file_broke() {
         let dir = tempfile::tempdir().unwrap();
         let store = KeyFolder::new(dir.path());
@@ -878,15 +1121,20 @@ mod tests {
         fs::write(store.public_path(&first), b"-----BEGIN PUBLIC KEY-----\nAAA").unwrap();
         fs::write(store.public_dir().join("garbage.pem"), b"garbage").unwrap();
 
-        let again = store.load_with(Some(&good.ring)).unwrap().unwrap();
+        let again = store.load_with(Some(&good.ring), &|_| true).unwrap().unwrap();
         assert_eq!(again.ring.signer().kid(), second);
         assert!(again.ring.public_key(&first).is_some());
+        assert_eq!(again.kept, vec![first.clone()]);
+        // Past the caller's grace, the key is left out.
+        let later = store.load_with(Some(&good.ring), &|_| false).unwrap().unwrap();
+        assert!(later.ring.public_key(&first).is_none());
+        assert!(later.kept.is_empty());
         assert!(again.warnings.iter().any(|w| w.contains(&format!("{first}.pem"))));
         assert!(again.warnings.iter().any(|w| w.contains("garbage.pem")));
 
         // The active key's file broken: the load fails, naming the file.
         fs::write(store.private_path(&second), b"garbage").unwrap();
-        let err = store.load_with(Some(&good.ring)).unwrap_err().to_string();
+        let err = store.load_with(Some(&good.ring), &|_| true).unwrap_err().to_string();
         assert!(err.contains(&format!("{second}.pem")), "{err}");
     }
 }

@@ -26,13 +26,13 @@ use access_token::{FolderSource, KeySet, TrustedKeys, Verifier, VerifierConfig};
 use actix_web::dev::{Server, ServiceRequest};
 use actix_web::middleware::Logger;
 use actix_web::{App, HttpServer, web};
-use arc_swap::ArcSwap;
 
 pub use crate::config::Settings;
 use crate::key_folder::{KeyFolder, KeyFolderError};
 use crate::passwords::Hasher;
 use crate::routes::AppState;
 use crate::sessions::{Policy, Sessions};
+use crate::signing_keys::LiveSigningKeys;
 use crate::store::{Store, StoreError};
 use crate::users::Accounts;
 
@@ -65,6 +65,7 @@ pub enum StartError {
 pub struct Application {
     port: u16,
     server: Server,
+    keys: Arc<LiveSigningKeys>,
 }
 
 impl std::fmt::Debug for Application {
@@ -91,15 +92,14 @@ impl Application {
                 KeySet::from_keys(ring.public_keys().iter().cloned()),
             )),
         ));
-        let verifier_keys = verifier.keys().clone();
-        let keys = Arc::new(ArcSwap::from_pointee(ring));
-        // Key changes (the `keys` commands, SIGHUP) reach the signer and the JWKS without a restart.
-        signing_keys::Reloader::new(
+        // Key changes (the `keys` commands, SIGHUP) reach the signer, the JWKS and the
+        // verifier without a restart.
+        let keys = Arc::new(LiveSigningKeys::new(
             KeyFolder::new(&settings.keys_dir),
-            keys.clone(),
-            verifier_keys.clone(),
-        )
-        .spawn();
+            ring,
+            Arc::clone(verifier.keys()),
+        ));
+        keys.spawn();
 
         let store = Store::new(&settings.redis_url)?;
         let probe = store.clone();
@@ -168,7 +168,7 @@ impl Application {
         .listen(listener)
         .map_err(|source| StartError::Bind { addr: "listener".into(), source })?
         .run();
-        Ok(Self { port, server })
+        Ok(Self { port, server, keys })
     }
 
     /// The port the server listens on (useful with port 0).
@@ -179,7 +179,10 @@ impl Application {
     /// Serves until the process gets SIGTERM or SIGINT; then stops accepting, lets in-flight
     /// requests finish (at most `AUTH_SHUTDOWN_TIMEOUT`) and returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let stopped = self.server.await;
+        // It signs nothing any more: `keys prune` need not wait for its status to go stale.
+        self.keys.remove_status();
+        stopped
     }
 }
 

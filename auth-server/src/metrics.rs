@@ -12,6 +12,8 @@
 //! | `auth_argon2_running` | | password checks hashing right now |
 //! | `auth_redis_errors_total` | | Redis commands that failed or timed out |
 //! | `auth_signing_key_info` | `kid` | 1 for the key signing new tokens |
+//! | `auth_key_reloads_total` | `outcome`: `ok`, `failed` | re-reads of the keys folder (file change, poll, SIGHUP) |
+//! | `auth_key_reload_failing` | | 1 while the last re-read failed: the server signs with the previous key, not the state's active one |
 //!
 //! Every update is one atomic operation on a series resolved once.
 
@@ -78,6 +80,21 @@ static SIGNING_KEY: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     )
 });
 
+static KEY_RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "auth_key_reloads_total",
+        "Re-reads of the keys folder (file change, poll, SIGHUP), by outcome: ok, or failed (the last good keys stay).",
+        &["outcome"],
+    )
+});
+
+static KEY_RELOAD_FAILING: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "auth_key_reload_failing",
+        "1 while the last re-read of the keys folder failed: new tokens are signed with the previous key, not the one the key state names.",
+    )
+});
+
 /// Registers every series, so each shows (at 0) from the first scrape on.
 pub fn init() {
     for outcome in ["success", "invalid_credentials", "rate_limited", "unavailable"] {
@@ -95,6 +112,16 @@ pub fn init() {
     LazyLock::force(&ARGON2_RUNNING);
     LazyLock::force(&REDIS_ERRORS);
     LazyLock::force(&SIGNING_KEY);
+    for outcome in ["ok", "failed"] {
+        KEY_RELOADS.with_label_values(&[outcome]);
+    }
+    LazyLock::force(&KEY_RELOAD_FAILING);
+}
+
+/// A re-read of the keys folder: whether it worked.
+pub fn key_reload(ok: bool) {
+    KEY_RELOADS.with_label_values(&[if ok { "ok" } else { "failed" }]).inc();
+    KEY_RELOAD_FAILING.set(i64::from(!ok));
 }
 
 /// A `POST /login` answer: `success`, or the contract's error code (`invalid_credentials`,

@@ -7,7 +7,6 @@ use access_token::{ApiError, Authenticated, ErrorBody, ErrorCode, TokenResponse}
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, Resource, web};
-use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -15,7 +14,7 @@ use crate::config::Settings;
 use crate::openapi::{Health, Jwks, Metadata, Ready, TokenResponseSchema};
 use crate::passwords::Password;
 use crate::sessions::{Issued, Sessions};
-use crate::signing_keys::SigningKeys;
+use crate::signing_keys::LiveSigningKeys;
 use crate::store::Store;
 use crate::throttle::TrustedProxies;
 use crate::users::{Accounts, NewUser};
@@ -35,7 +34,7 @@ pub struct AppState {
     /// Registration and password checks (throttled, bounded hashing).
     pub accounts: Accounts,
     /// Signing and published keys; swapped whole on reload.
-    pub keys: Arc<ArcSwap<SigningKeys>>,
+    pub keys: Arc<LiveSigningKeys>,
     /// RFC 8414 metadata, serialized once.
     pub metadata: String,
     /// The OpenAPI document, serialized once.
@@ -355,14 +354,20 @@ pub(crate) async fn healthz() -> HttpResponse {
     path = "/readyz",
     tag = "operations",
     responses(
-        (status = 200, description = "Redis answers and a signing key is loaded", body = Ready),
+        (status = 200, description = "Redis answers, and the signing key is the one the key state names", body = Ready),
         (status = 503, description = "Not ready (`unavailable`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 pub(crate) async fn readyz(
     state: web::Data<AppState>,
 ) -> std::result::Result<HttpResponse, ApiError> {
-    // A key ring always holds a signer once the server runs; Redis is what can be missing.
+    // The live keys always hold a signer once the server runs; but it may not be the one the
+    // key state names, when reloads keep failing.
+    if let Err(reason) = state.keys.readiness() {
+        log::warn!("not ready: {reason}");
+        return Err(ApiError::new(ErrorCode::Unavailable, reason)
+            .with_retry_after(crate::error::RETRY_AFTER_SECS));
+    }
     if let Err(e) = state.store.ping().await {
         log::warn!("not ready: {e}");
         return Err(ApiError::unavailable(crate::error::RETRY_AFTER_SECS));

@@ -9,11 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use access_token::AccessClaims;
-use arc_swap::ArcSwap;
 
 use crate::error::SessionError;
 use crate::metrics;
-use crate::signing_keys::SigningKeys;
+use crate::signing_keys::LiveSigningKeys;
 use crate::store::{NewSession, RotateOutcome, Rotation, SessionData, Store, UserRecord};
 use crate::tokens::{RefreshToken, SessionId, open_successor, seal_successor};
 
@@ -51,13 +50,13 @@ pub struct Issued {
 #[derive(Debug, Clone)]
 pub struct Sessions {
     store: Store,
-    keys: Arc<ArcSwap<SigningKeys>>,
+    keys: Arc<LiveSigningKeys>,
     policy: Arc<Policy>,
 }
 
 impl Sessions {
     /// Sessions in `store`, signed with the active key of `keys`.
-    pub fn new(store: Store, keys: Arc<ArcSwap<SigningKeys>>, policy: Policy) -> Self {
+    pub fn new(store: Store, keys: Arc<LiveSigningKeys>, policy: Policy) -> Self {
         Self { store, keys, policy: Arc::new(policy) }
     }
 

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use test_support::{ChildGuard, RedisServer, free_port, wait_for_port};
 
 use crate::helpers::{PASSWORD, TestApp, read, spawn_app, unique_user};
-use crate::keys_cli::{ok, rotate};
+use crate::keys_cli::{add, ok, refused, rotate};
 
 const BIN: &str = env!("CARGO_BIN_EXE_auth-server");
 
@@ -149,6 +149,135 @@ async fn a_broken_state_or_a_missing_active_key_keeps_the_last_good_keys() {
     assert_eq!(kid_of(&app.login(&user).await.tokens().access_token), new_kid);
 }
 
+/// The signer statuses running servers left in `keys/private` (`.signer-<instance>.json`).
+fn signer_statuses(keys: &Path) -> Vec<Value> {
+    std::fs::read_dir(keys.join("private"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            (name.starts_with(".signer-") && name.ends_with(".json")).then(|| {
+                let text = std::fs::read_to_string(keys.join("private").join(&name)).unwrap();
+                serde_json::from_str(&text).unwrap()
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_keeps_failing_shows_in_readyz_and_metrics_and_stops_prune() {
+    let app = spawn_app().await;
+    let user = unique_user("failing");
+    let old = kid_of(&app.signed_up(&user).await.tokens().access_token);
+    let dir = app.keys_dir.path();
+    let store = KeyFolder::new(dir);
+    let good_state = std::fs::read(store.state_path()).unwrap();
+    let failed_reloads = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("auth_key_reloads_total{outcome=\"failed\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let failed_before = failed_reloads(&app.get("/metrics").await.text);
+    assert!(
+        eventually(Duration::from_secs(3), async || signer_statuses(dir)
+            .iter()
+            .any(|s| s["kid"] == old.as_str()))
+        .await,
+        "no signer status naming {old}"
+    );
+
+    // A new key becomes the active one in the state, but its private key cannot be read
+    // (here: garbage), and the old key's retirement is long past: the server must go on
+    // signing with the old key, say so, and stop `keys prune` from removing it.
+    let new = add(dir);
+    std::fs::write(store.private_path(&new), b"-----BEGIN PRIVATE KEY-----\ngarbage\n").unwrap();
+    let mut state = store.read_state().unwrap();
+    state.active = Some(new.clone());
+    state.keys.get_mut(&old).unwrap().retired = Some(1);
+    store.write_state(&state).unwrap();
+
+    // Not at once (a write in progress is no failure), but within seconds: 503 with the reason.
+    let started = Instant::now();
+    let reply = loop {
+        let reply = app.get("/readyz").await;
+        if reply.status == 503 {
+            break reply;
+        }
+        assert_eq!(reply.status, 200, "{}", reply.text);
+        assert!(started.elapsed() < Duration::from_secs(8), "/readyz still 200");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(started.elapsed() >= Duration::from_secs(2), "503 before the failure persisted");
+    assert_eq!(reply.error(), "unavailable");
+    let description = reply.body["error_description"].as_str().unwrap();
+    assert!(description.contains(&format!("{new}.pem")), "{description}");
+    assert!(description.contains(&format!("still signing with {old}")), "{description}");
+    let path = dir.to_str().unwrap();
+    assert!(!description.contains(path) && !description.contains('/'), "a path: {description}");
+    assert!(reply.header("retry-after").is_some());
+    assert_eq!(kid_of(&app.login(&user).await.tokens().access_token), old);
+    assert!(failed_reloads(&app.get("/metrics").await.text) >= failed_before + 1.0);
+    assert!(
+        signer_statuses(dir).iter().any(|s| s["kid"] == old.as_str()
+            && s["reload_failing"].as_str().is_some_and(|r| r.contains(&new))),
+        "{:?}",
+        signer_statuses(dir)
+    );
+
+    let err = refused(dir, &["prune"], &[]);
+    assert!(err.contains("refusing to prune") && err.contains(&old), "{err}");
+    assert!(store.public_path(&old).is_file() && store.private_path(&old).is_file());
+
+    // Repaired: ready again, and the status follows.
+    std::fs::write(store.state_path(), &good_state).unwrap();
+    assert!(
+        eventually(Duration::from_secs(3), async || app.get("/readyz").await.status == 200).await,
+        "not ready again after the repair"
+    );
+    assert!(signer_statuses(dir).iter().all(|s| s["reload_failing"].is_null()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_key_whose_file_breaks_leaves_the_jwks_after_a_grace_and_a_removed_one_at_once()
+{
+    let app = spawn_app().await;
+    let dir = app.keys_dir.path();
+    let store = KeyFolder::new(dir);
+    let active = store.read_state().unwrap().active.unwrap();
+    let new = add(dir);
+    assert!(
+        eventually(Duration::from_secs(2), async || jwks_kids(&jwks(&app).await).contains(&new))
+            .await
+    );
+    let pem = std::fs::read(store.public_path(&new)).unwrap();
+
+    // Rewritten in place and caught half-written: still published for the grace, then not.
+    std::fs::write(store.public_path(&new), &pem[..pem.len() / 2]).unwrap();
+    let broken = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(jwks_kids(&jwks(&app).await).contains(&new), "dropped within the grace");
+    assert!(
+        eventually(Duration::from_secs(5), async || !jwks_kids(&jwks(&app).await).contains(&new))
+            .await,
+        "still published {:?} after its file broke",
+        broken.elapsed()
+    );
+    assert!(broken.elapsed() >= Duration::from_secs(3), "{:?}", broken.elapsed());
+
+    // Whole again: back. Removed: gone at the next read, with no grace.
+    std::fs::write(store.public_path(&new), &pem).unwrap();
+    assert!(
+        eventually(Duration::from_secs(2), async || jwks_kids(&jwks(&app).await).contains(&new))
+            .await
+    );
+    std::fs::remove_file(store.public_path(&new)).unwrap();
+    assert!(
+        eventually(Duration::from_secs(2), async || jwks_kids(&jwks(&app).await)
+            == vec![active.clone()])
+        .await
+    );
+}
+
 /// The real binary on a free port, logging to a file.
 struct Server {
     child: ChildGuard,
@@ -254,7 +383,10 @@ async fn sighup_makes_the_running_binary_reload_its_keys() {
     let pem = std::fs::read_to_string(KeyFolder::new(keys.path()).public_path(&new_kid)).unwrap();
     let body_line = pem.lines().nth(1).unwrap();
     assert!(!log.contains(body_line));
+    assert_eq!(signer_statuses(keys.path()).len(), 1, "the running server's signer status");
     server.child.terminate(Duration::from_secs(10));
+    // A graceful stop takes its signer status away.
+    assert!(signer_statuses(keys.path()).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -45,7 +45,7 @@ pub fn ok(dir: &Path, args: &[&str]) -> String {
 }
 
 /// Runs a command that must be refused; returns its one-line stderr.
-fn refused(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+pub fn refused(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     let out = keys_env(dir, args, env);
     assert!(!out.status.success(), "keys {args:?} should fail: {}", stdout(&out));
     let err = stderr(&out);
@@ -63,7 +63,7 @@ pub fn rotate(dir: &Path) -> String {
     state(dir).active.unwrap()
 }
 
-fn add(dir: &Path) -> String {
+pub fn add(dir: &Path) -> String {
     let before = state(dir).keys;
     ok(dir, &["add"]);
     state(dir).keys.into_keys().find(|k| !before.contains_key(k)).unwrap()

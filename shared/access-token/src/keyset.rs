@@ -28,6 +28,11 @@ pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
 /// Default minimum time between two on-demand re-reads (the contract's "at most once a second").
 pub const DEFAULT_REFRESH_COOLDOWN: Duration = Duration::from_secs(1);
 
+/// How long a key stays trusted while its file no longer parses: long enough for a writer that
+/// truncates and rewrites a file in place (`cp`, an editor) to finish, short enough that the
+/// file then counts as removed "within seconds". (A removed file's key goes at once.)
+pub const REMOVAL_GRACE: Duration = Duration::from_secs(3);
+
 /// An immutable set of public keys indexed by `kid` (RFC 7638 thumbprint).
 ///
 /// Immutable so it can be shared between threads without locks and swapped whole.
@@ -37,7 +42,7 @@ pub struct KeySet {
     id: u64,
     keys: HashMap<String, Arc<PublicKey>>,
     /// Which file each key came from (file name → kid), so a reload that finds the file
-    /// momentarily unreadable can keep the key it held (see [`TrustedKeys::reload`]).
+    /// unparsable (half-written) can keep the key it held for a grace.
     origins: HashMap<String, String>,
 }
 
@@ -75,6 +80,12 @@ impl KeySet {
             self.origins.insert(file, key.kid().to_owned());
         }
         self.keys.insert(key.kid().to_owned(), key);
+    }
+
+    /// Whether both sets hold the same keys from the same files: a reload that finds this
+    /// changed nothing.
+    fn same_as(&self, other: &KeySet) -> bool {
+        self.same_kids(other) && self.origins == other.origins
     }
 
     /// Reads every `*.pem` file directly in `dir` (not recursively, hidden files skipped).
@@ -229,6 +240,14 @@ pub trait KeySource: Send + Sync + fmt::Debug + 'static {
 
     /// A short description for logs (e.g. the folder); never a secret.
     fn describe(&self) -> String;
+
+    /// Whether a load with no usable key is a failure that keeps the last good set, rather
+    /// than an answer ("trust no key"). A folder's emptiness is an answer (the contract: an
+    /// empty folder trusts no key); a source that always publishes a key in use (a JWKS) can
+    /// say that an empty answer is a broken one.
+    fn empty_is_failure(&self) -> bool {
+        false
+    }
 }
 
 /// Public keys from `<dir>/*.pem`, read on a blocking thread.
@@ -302,14 +321,16 @@ impl fmt::Display for ReloadTrigger {
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReloadOutcome {
-    /// A new set is live (possibly with the same kids).
+    /// The load was installed (when it holds the same kids as before, the live set stays the
+    /// same `Arc`).
     Loaded {
         /// Keys in the live set.
         keys: usize,
         /// Files or JWKs skipped.
         skipped: Vec<SkippedKey>,
     },
-    /// The source failed or came back empty while keys were loaded: the last good set stays.
+    /// The source failed (or came back empty where that is a failure): the last good set
+    /// stays.
     KeptPrevious {
         /// Why.
         reason: String,
@@ -327,9 +348,12 @@ pub struct TrustedKeys {
     current: ArcSwap<KeySet>,
     source: Box<dyn KeySource>,
     cooldown: Duration,
+    removal_grace: Duration,
     /// Held while a reload runs.
     reload: tokio::sync::Mutex<ReloadState>,
     reloads: AtomicU64,
+    /// When a key held under [`REMOVAL_GRACE`] must be re-checked (see [`Self::recheck_at`]).
+    recheck: std::sync::Mutex<Option<Instant>>,
 }
 
 impl fmt::Debug for TrustedKeys {
@@ -345,12 +369,15 @@ impl fmt::Debug for TrustedKeys {
 impl TrustedKeys {
     /// Live keys starting from `initial` (usually the result of a first `source.load()`).
     pub fn new(source: impl KeySource, initial: KeySet) -> Self {
+        crate::metrics::init_key_series();
         Self {
             current: ArcSwap::from_pointee(initial),
             source: Box::new(source),
             cooldown: DEFAULT_REFRESH_COOLDOWN,
+            removal_grace: REMOVAL_GRACE,
             reload: tokio::sync::Mutex::new(ReloadState::default()),
             reloads: AtomicU64::new(0),
+            recheck: std::sync::Mutex::new(None),
         }
     }
 
@@ -365,6 +392,12 @@ impl TrustedKeys {
     /// Changes the minimum time between two unknown-kid re-reads (tests use a short one).
     pub fn with_cooldown(mut self, cooldown: Duration) -> Self {
         self.cooldown = cooldown;
+        self
+    }
+
+    /// Changes how long a key whose file does not parse stays trusted ([`REMOVAL_GRACE`]).
+    pub fn with_removal_grace(mut self, grace: Duration) -> Self {
+        self.removal_grace = grace;
         self
     }
 
@@ -385,9 +418,29 @@ impl TrustedKeys {
         self.source.describe()
     }
 
-    /// Replaces the live set (e.g. with a set built elsewhere). Whole-set swap.
+    /// Replaces the live set (e.g. with a set built elsewhere). Whole-set swap: a new set,
+    /// even with the same keys (the verified-token cache starts over).
     pub fn replace(&self, set: KeySet) {
         self.current.store(Arc::new(set));
+    }
+
+    /// Installs `set` unless the live set holds the same kids (a kid is its key's thumbprint,
+    /// so the same kids are the same keys); answers whether it did. Keeping the set keeps the
+    /// verified-token cache warm.
+    pub fn update(&self, set: KeySet) -> bool {
+        if self.current.load().same_kids(&set) {
+            return false;
+        }
+        self.current.store(Arc::new(set));
+        true
+    }
+
+    /// When the set must be re-read at the latest, because a key whose file does not parse is
+    /// still trusted under its grace ([`REMOVAL_GRACE`]) and must be dropped once it ends (no
+    /// file event will say so). Whoever drives the reloads ([`crate::watch`], a JWKS timer)
+    /// re-reads then.
+    pub fn recheck_at(&self) -> Option<Instant> {
+        *self.recheck.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Re-reads the source now, ignoring the cooldown but single-flight with every other
@@ -447,7 +500,7 @@ impl TrustedKeys {
     ) -> ReloadOutcome {
         let previous = self.current.load_full();
         let (outcome, problems) = match self.source.load().await {
-            Ok(load) => self.install(&previous, load),
+            Ok(load) => self.install(&previous, load, state),
             Err(e) => (
                 ReloadOutcome::KeptPrevious { reason: format!("{}: {e}", self.source.describe()) },
                 Vec::new(),
@@ -471,6 +524,7 @@ impl TrustedKeys {
             state.last_problems = seen;
         }
         self.log_reload(trigger, &previous, &outcome, new_problems);
+        crate::metrics::record_reload(&outcome);
         self.reloads.fetch_add(1, Ordering::Relaxed);
         outcome
     }
@@ -527,11 +581,24 @@ impl TrustedKeys {
         }
     }
 
-    /// Installs a freshly loaded set, keeping keys whose file was momentarily unusable.
-    /// Returns the outcome and the warnings it calls for.
-    fn install(&self, previous: &KeySet, load: KeyLoad) -> (ReloadOutcome, Vec<String>) {
+    /// Installs a freshly loaded set. A key of the live set whose file is still there but does
+    /// not parse now (most likely being rewritten in place) stays trusted for its removal grace
+    /// ([`REMOVAL_GRACE`]) from the first load that found it so, then counts as removed; a key
+    /// whose file is gone is dropped at once, and an empty load is "trust no key" unless the
+    /// source says it is a failure. When the result holds the same keys from the same files
+    /// as the live set, the live set stays (same `Arc`: the token cache stays warm). Returns
+    /// the outcome and the warnings it calls for.
+    fn install(
+        &self,
+        previous: &Arc<KeySet>,
+        load: KeyLoad,
+        state: &mut ReloadState,
+    ) -> (ReloadOutcome, Vec<String>) {
         let KeyLoad { mut set, skipped } = load;
         let mut problems = Vec::new();
+        let now = Instant::now();
+        let mut held = HashMap::new();
+        let mut recheck: Option<Instant> = None;
         for file in &skipped {
             problems.push(format!(
                 "skipping key {} from {}: {}",
@@ -539,25 +606,40 @@ impl TrustedKeys {
                 self.source.describe(),
                 file.reason
             ));
-            // A file we held a key from that now fails to parse is most likely being
-            // rewritten: keep its previous key rather than dropping it for a moment.
-            if let Some(kid) = previous.origins.get(&file.file)
-                && let Some(key) = previous.keys.get(kid)
-                && !set.contains(kid)
-            {
+            let Some(kid) = previous.origins.get(&file.file) else { continue };
+            let Some(key) = previous.keys.get(kid) else { continue };
+            if set.contains(kid) {
+                continue;
+            }
+            let since = state.missing_since.get(kid).copied().unwrap_or(now);
+            let until = since + self.removal_grace;
+            if now < until {
                 problems.push(format!(
-                    "keeping the previous key {kid} of {} until it reads again",
-                    file.file
+                    "keeping the previous key {kid} of {} until it reads again, for at most {} ms",
+                    file.file,
+                    self.removal_grace.as_millis()
                 ));
                 set.insert(Arc::clone(key), Some(file.file.clone()));
+                held.insert(kid.clone(), since);
+                recheck = Some(recheck.map_or(until, |r| r.min(until)));
+            } else {
+                problems.push(format!(
+                    "{} has not read as a key for {} ms: key {kid} is no longer trusted",
+                    file.file,
+                    self.removal_grace.as_millis()
+                ));
             }
         }
-        if set.is_empty() && !previous.is_empty() {
+        state.missing_since = held;
+        *self.recheck.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = recheck;
+        if set.is_empty() && self.source.empty_is_failure() {
             let reason = format!("{} has no usable key", self.source.describe());
             return (ReloadOutcome::KeptPrevious { reason }, problems);
         }
         let keys = set.len();
-        self.current.store(Arc::new(set));
+        if !previous.same_as(&set) {
+            self.current.store(Arc::new(set));
+        }
         (ReloadOutcome::Loaded { keys, skipped }, problems)
     }
 }
@@ -569,6 +651,8 @@ struct ReloadState {
     last_start: Option<Instant>,
     /// The warnings of the last re-read, so a persisting problem is logged once.
     last_problems: Vec<String>,
+    /// Keys of the live set whose file does not parse, since when (see [`REMOVAL_GRACE`]).
+    missing_since: HashMap<String, Instant>,
 }
 
 #[cfg(test)]
@@ -695,5 +779,91 @@ mod tests {
         assert!(keys.refresh_for_unknown_kid(&key.kid).await);
         assert!(first_done.elapsed() >= Duration::from_millis(250));
         assert_eq!(source.loads.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_removed_or_broken_key_file_stops_being_trusted_once_the_grace_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (TestKey::generate(), TestKey::generate());
+        let (file_a, file_b) = (a.write_public(dir.path()), b.write_public(dir.path()));
+        let grace = Duration::from_millis(300);
+        let keys = TrustedKeys::load(FolderSource::new(dir.path())).await.with_removal_grace(grace);
+        assert_eq!(keys.current().len(), 2);
+        assert_eq!(keys.recheck_at(), None);
+
+        // Removed: no longer trusted, at once.
+        std::fs::remove_file(&file_a).unwrap();
+        keys.reload().await;
+        assert_eq!(keys.current().kids(), vec![b.kid.as_str()]);
+        assert_eq!(keys.recheck_at(), None);
+
+        // A file that stops parsing, the only one left: trusted during the grace (a rewrite in
+        // place may be under way), asking for a re-read when it ends; then no key at all.
+        std::fs::write(&file_b, b"-----BEGIN PUBLIC KEY-----\nAAA").unwrap();
+        let broken_at = Instant::now();
+        keys.reload().await;
+        assert!(keys.current().contains(&b.kid));
+        let recheck = keys.recheck_at().expect("a re-read when the grace ends");
+        assert!(recheck > broken_at && recheck <= Instant::now() + grace, "{recheck:?}");
+        keys.reload().await;
+        assert!(keys.current().contains(&b.kid), "the grace counts from the first miss");
+        tokio::time::sleep(grace).await;
+        keys.reload().await;
+        assert!(keys.current().is_empty(), "a folder with no usable key trusts no key");
+        assert_eq!(keys.recheck_at(), None);
+
+        // A file rewritten within the grace keeps its key throughout.
+        let c = TestKey::generate();
+        let file_c = c.write_public(dir.path());
+        keys.reload().await;
+        std::fs::write(&file_c, &c.public_pem[..40]).unwrap();
+        keys.reload().await;
+        std::fs::write(&file_c, &c.public_pem).unwrap();
+        tokio::time::sleep(grace).await;
+        keys.reload().await;
+        assert_eq!(keys.current().kids(), vec![c.kid.as_str()]);
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_folder_and_unknown_kid_rereads_keep_the_same_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = TestKey::generate();
+        key.write_public(dir.path());
+        let keys = TrustedKeys::load(FolderSource::new(dir.path()))
+            .await
+            .with_cooldown(Duration::from_millis(20));
+        let before = keys.current().clone();
+        keys.reload().await;
+        for i in 0..5 {
+            assert!(!keys.refresh_for_unknown_kid(&format!("random-{i}")).await);
+        }
+        assert!(keys.reload_count() >= 6);
+        assert!(Arc::ptr_eq(&before, &keys.current()), "a re-read that found nothing new");
+        // A real change installs a new set.
+        TestKey::generate().write_public(dir.path());
+        keys.reload().await;
+        assert!(!Arc::ptr_eq(&before, &keys.current()));
+        assert_eq!(keys.current().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_empty_answer_of_a_source_that_calls_it_a_failure_keeps_the_last_good_set() {
+        #[derive(Debug)]
+        struct Jwks;
+        impl KeySource for Jwks {
+            fn load(&self) -> LoadFuture<'_> {
+                Box::pin(async { Ok(KeyLoad::default()) })
+            }
+            fn describe(&self) -> String {
+                "jwks".into()
+            }
+            fn empty_is_failure(&self) -> bool {
+                true
+            }
+        }
+        let key = TestKey::generate();
+        let keys = TrustedKeys::new(Jwks, KeySet::from_keys([key.public()]));
+        assert!(matches!(keys.reload().await, ReloadOutcome::KeptPrevious { .. }));
+        assert!(keys.current().contains(&key.kid));
     }
 }

@@ -15,7 +15,7 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
 
-use crate::keyset::{KeyLoad, KeySource, KeySourceError, LoadFuture, TrustedKeys};
+use crate::keyset::{ReloadOutcome, TrustedKeys};
 use crate::verify::VerifyError;
 
 // ---------------------------------------------------------------------------------------------
@@ -128,7 +128,7 @@ pub fn record_verification<T>(result: &Result<T, VerifyError>) {
 static KEY_RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
         "key_reloads_total",
-        "Reads of the public key source (poll, SIGHUP, unknown kid), by outcome: ok, or failed (source unreadable or no usable key).",
+        "Reads of the public key source (file change, poll, SIGHUP, timer, unknown kid), by outcome: ok, or failed (source unreadable: the last good set stays).",
         &["outcome"],
     )
 });
@@ -181,41 +181,24 @@ pub fn observe_keys(keys: &Arc<TrustedKeys>) {
     }
 }
 
-/// A [`KeySource`] that counts the reads of the source it wraps in `key_reloads_total`, so
-/// every reload path (poll, SIGHUP, unknown `kid`) is counted without touching them.
-#[derive(Debug)]
-pub struct ObservedSource<S> {
-    inner: S,
-}
-
-impl<S: KeySource> ObservedSource<S> {
-    /// Counts the reads of `inner`.
-    pub fn new(inner: S) -> Self {
-        // Both outcomes show up from the start (a rate over a missing series is empty).
-        for outcome in ["ok", "failed"] {
-            KEY_RELOADS.with_label_values(&[outcome]);
+/// Counts one reload of a [`TrustedKeys`] (`key_reloads_total{outcome}`: `ok`, or `failed`
+/// when the source could not be read and the last good set stayed) and the keys it skipped.
+pub(crate) fn record_reload(outcome: &ReloadOutcome) {
+    match outcome {
+        ReloadOutcome::Loaded { skipped, .. } => {
+            KEY_RELOADS.with_label_values(&["ok"]).inc();
+            KEY_FILES_SKIPPED.inc_by(skipped.len() as u64);
         }
-        LazyLock::force(&KEY_FILES_SKIPPED);
-        Self { inner }
+        ReloadOutcome::KeptPrevious { .. } => KEY_RELOADS.with_label_values(&["failed"]).inc(),
     }
 }
 
-impl<S: KeySource> KeySource for ObservedSource<S> {
-    fn load(&self) -> LoadFuture<'_> {
-        Box::pin(async move {
-            let result: Result<KeyLoad, KeySourceError> = self.inner.load().await;
-            let ok = matches!(&result, Ok(load) if !load.set.is_empty());
-            KEY_RELOADS.with_label_values(&[if ok { "ok" } else { "failed" }]).inc();
-            if let Ok(load) = &result {
-                KEY_FILES_SKIPPED.inc_by(load.skipped.len() as u64);
-            }
-            result
-        })
+/// Registers the key series, so each shows (at 0) from the first scrape on.
+pub(crate) fn init_key_series() {
+    for outcome in ["ok", "failed"] {
+        KEY_RELOADS.with_label_values(&[outcome]);
     }
-
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
+    LazyLock::force(&KEY_FILES_SKIPPED);
 }
 
 #[cfg(test)]

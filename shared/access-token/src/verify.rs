@@ -790,4 +790,31 @@ mod tests {
         assert_eq!(v.verify(&token).await, Err(VerifyError::UnknownKid));
         assert_eq!(v.keys().reload_count(), before + 1);
     }
+
+    #[tokio::test]
+    async fn a_random_kid_flood_does_not_empty_the_token_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = TestKey::generate();
+        key.write_public(dir.path());
+        let keys = TrustedKeys::load(crate::keyset::FolderSource::new(dir.path()))
+            .await
+            .with_cooldown(Duration::from_millis(20));
+        let v = Verifier::new(VerifierConfig::new(ISS, AUD), Arc::new(keys));
+        let token = key.sign(&key.header(), &claims());
+        let first = v.verify_shared(&token).await.unwrap();
+        // An unauthenticated flood of tokens naming random kids: each waits for a re-read of
+        // the (unchanged) folder and is refused.
+        let stranger = TestKey::generate();
+        let reloads = v.keys().reload_count();
+        for i in 0..5 {
+            let mut header = stranger.header();
+            header.kid = Some(format!("random-{i}"));
+            let forged = stranger.sign(&header, &claims());
+            assert_eq!(v.verify_shared(&forged).await, Err(VerifyError::UnknownKid));
+        }
+        assert!(v.keys().reload_count() >= reloads + 5, "the flood re-read the folder");
+        let again = v.verify_shared(&token).await.unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "the cached token is still a hit");
+        assert_eq!(v.cache.as_ref().unwrap().len(), 1);
+    }
 }

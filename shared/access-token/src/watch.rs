@@ -24,7 +24,7 @@ use std::ffi::OsStr;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -84,14 +84,18 @@ pub fn spawn_folder_reload_every(
         let keys = Arc::clone(&keys);
         async move {
             keys.reload_for(trigger).await;
+            // A key kept under its removal grace is dropped by a re-read when the grace ends.
+            keys.recheck_at()
         }
     })
 }
 
 /// Calls `on_change` with what noticed it ([`ReloadTrigger::Watch`], [`ReloadTrigger::Poll`] or
 /// [`ReloadTrigger::Signal`]) whenever `dir` may have changed, and once at the start (a change
-/// made between the caller's first read and the watch being armed is not missed). Runs on the
-/// current tokio runtime until it shuts down or the handle is aborted.
+/// made between the caller's first read and the watch being armed is not missed). A call may
+/// answer a time by which it wants to be called again even if nothing changes (e.g. when a
+/// grace ends): it is then called with [`ReloadTrigger::Timer`]. Runs on the current tokio
+/// runtime until it shuts down or the handle is aborted.
 pub fn spawn_watch<F, Fut>(
     dir: impl Into<PathBuf>,
     options: WatchOptions,
@@ -99,7 +103,7 @@ pub fn spawn_watch<F, Fut>(
 ) -> JoinHandle<()>
 where
     F: FnMut(ReloadTrigger) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send,
+    Fut: Future<Output = Option<Instant>> + Send,
 {
     let dir = dir.into();
     tokio::spawn(async move {
@@ -117,9 +121,16 @@ where
         let mut tick = tokio::time::interval(options.poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await; // the first tick is immediate
-        on_change(ReloadTrigger::Poll).await;
+        let mut again = on_change(ReloadTrigger::Poll).await;
         loop {
+            let timer = async {
+                match again {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             let trigger = tokio::select! {
+                () = timer => ReloadTrigger::Timer,
                 Some(()) = rx.recv() => {
                     tokio::time::sleep(DEBOUNCE).await;
                     while rx.try_recv().is_ok() {}
@@ -140,7 +151,7 @@ where
             };
             // Taken before the call, so a change made during it is seen next time.
             seen = fingerprint(&dir, options.subfolders).await;
-            on_change(trigger).await;
+            again = on_change(trigger).await;
         }
     })
 }
@@ -383,9 +394,9 @@ impl Hangup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::TrustedKeys;
     use crate::keyset::FolderSource;
     use crate::test_keys::TestKey;
-    use std::time::Instant;
 
     async fn wait_until(what: &str, within: Duration, mut ok: impl FnMut() -> bool) -> Duration {
         let started = Instant::now();
@@ -544,7 +555,7 @@ mod tests {
             WatchOptions::default().with_subfolders().poll_every(Duration::from_secs(60)),
             move |trigger| {
                 let _ = tx.send(trigger);
-                async {}
+                async { None }
             },
         );
         let next = async |rx: &mut mpsc::UnboundedReceiver<ReloadTrigger>| {
@@ -562,6 +573,27 @@ mod tests {
         std::fs::write(dir.path().join("private").join(".lock"), b"").unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(rx.try_recv().is_err(), "a hidden file is not a change");
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_key_file_that_stops_parsing_is_dropped_when_its_grace_ends_with_no_other_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = TestKey::generate();
+        let file = key.write_public(dir.path());
+        let keys = Arc::new(
+            TrustedKeys::load(FolderSource::new(dir.path()))
+                .await
+                .with_removal_grace(Duration::from_millis(400)),
+        );
+        // A long poll: the write's event, then the grace's own timer, must do it.
+        let task =
+            spawn_folder_reload_every(Arc::clone(&keys), dir.path(), Duration::from_secs(60));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        std::fs::write(&file, b"-----BEGIN PUBLIC KEY-----\nhalf").unwrap();
+        let broken = Instant::now();
+        wait_until("the drop", Duration::from_secs(2), || keys.current().is_empty()).await;
+        assert!(broken.elapsed() >= Duration::from_millis(400), "dropped before the grace");
         task.abort();
     }
 }
