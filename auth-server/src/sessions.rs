@@ -190,7 +190,7 @@ impl Sessions {
         let expires_in = p.access_ttl.as_secs();
         let claims = AccessClaims {
             iss: p.issuer.clone(),
-            aud: p.audience.clone(),
+            aud: p.audience.clone().into(),
             sub: session.uid.clone(),
             preferred_username: session.username.clone(),
             name: session.name.clone(),

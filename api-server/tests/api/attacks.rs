@@ -143,6 +143,33 @@ async fn a_token_for_another_audience_is_refused() {
 }
 
 #[tokio::test]
+async fn an_aud_array_is_accepted_only_when_it_contains_ours() {
+    let app = spawn_app().await;
+    // RFC 7519 §4.1.3: `aud` may be an array; ours among others is ours.
+    for aud in [json!(["articles-api"]), json!(["billing-api", "articles-api"])] {
+        let token = TestKey::trusted().sign(&with(claims_for("alice"), "aud", aud.clone()));
+        let resp = app.get_with_token("/articles", &token).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{aud}");
+    }
+    for aud in [json!(["billing-api", "photos-api"]), json!([]), json!(["articles-api-x"])] {
+        let token = TestKey::trusted().sign(&with(claims_for("alice"), "aud", aud.clone()));
+        let r = assert_invalid_token(app.get_with_token("/articles", &token).await).await;
+        assert!(r.description.contains("audience"), "{aud}: {r:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_token_issued_in_the_future_beyond_the_leeway_is_refused() {
+    let app = spawn_app().await;
+    let token = TestKey::trusted().sign(&with(claims_for("alice"), "iat", json!(now() + 120)));
+    let r = assert_invalid_token(app.get_with_token("/articles", &token).await).await;
+    assert!(r.description.contains("issued in the future"), "{r:?}");
+    // Within the leeway (clock skew), it is accepted.
+    let token = TestKey::trusted().sign(&with(claims_for("alice"), "iat", json!(now() + 10)));
+    assert_eq!(app.get_with_token("/articles", &token).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn a_token_typed_jwt_instead_of_at_jwt_is_refused() {
     let app = spawn_app().await;
     let key = TestKey::trusted();

@@ -314,7 +314,7 @@ async fn rotate_five_times_under_load(via: KeysVia) {
         assert!(states.contains(&(previous.clone(), "retired".into())), "{states:?}");
         kids.push(active);
 
-        // Prune whatever may be pruned; "nothing pruned" is a refusal, not an error here.
+        // Prune whatever may be pruned; nothing due yet is success too.
         let out = keys_cli(&stack.keys, &["prune", "--leeway", PRUNE_LEEWAY]).await;
         if out.status.success() {
             for line in text(&out.stdout).lines() {
@@ -325,7 +325,7 @@ async fn rotate_five_times_under_load(via: KeysVia) {
                 }
             }
         } else {
-            assert!(text(&out.stderr).contains("nothing pruned"), "{}", text(&out.stderr));
+            panic!("keys prune: {}", text(&out.stderr));
         }
 
         if !pruned.contains(&first_kid) {

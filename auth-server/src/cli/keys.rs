@@ -68,7 +68,9 @@ pub enum KeysCommand {
     /// Remove retired keys that no valid token can name any more.
     ///
     /// A key retired at T is removed only after T + AUTH_ACCESS_TOKEN_TTL + leeway: until then
-    /// a token it signed may still be valid. Run it with the server's settings.
+    /// a token it signed may still be valid. Nothing due yet is success (exit 0) with a line
+    /// saying when the next key is due, so it can run from cron. It refuses (exit 1) to remove
+    /// a key a running server still signs with. Run it with the server's settings.
     Prune {
         /// Verifiers' clock leeway added to the access-token lifetime (the api-server's
         /// API_LEEWAY; e.g. 30s, 2m).
@@ -180,16 +182,17 @@ fn prune(
         ));
     }
     if report.removed.is_empty() {
-        if let Some((kid, _, at)) = report.kept.iter().min_by_key(|(_, _, at)| *at) {
-            // Refused, on one line: nothing could be removed yet.
-            return Err(format!(
-                "nothing pruned: retired key {kid} can be pruned after {} (access-token TTL {}s + leeway {}s)",
+        // Nothing due is success (a cron job runs this), with a line saying when.
+        match report.kept.iter().min_by_key(|(_, _, at)| *at) {
+            Some((kid, _, at)) => out.push_str(&format!(
+                "nothing to prune yet: the next retired key, {kid}, can be pruned after {} \
+                 (access-token TTL {}s + leeway {}s)\n",
                 time(*at),
                 ttl.as_secs(),
                 leeway.as_secs()
-            ));
+            )),
+            None => out.push_str("no retired keys; nothing to prune\n"),
         }
-        out.push_str("no retired keys; nothing to prune\n");
     }
     Ok(out)
 }

@@ -242,22 +242,26 @@ fn age_retired_keys(dir: &Path, secs: u64) {
 }
 
 #[test]
-fn prune_refuses_until_the_access_token_lifetime_plus_leeway_has_passed() {
+fn prune_removes_nothing_until_the_access_token_lifetime_plus_leeway_has_passed() {
     let dir = tempfile::tempdir().unwrap();
     let store = KeyFolder::new(dir.path());
     let first = rotate(dir.path());
     let second = rotate(dir.path());
 
-    // Just retired: too early with the default 15 min lifetime and 30 s leeway.
-    let err = refused(dir.path(), &["prune"], &[]);
-    assert!(err.contains("nothing pruned") && err.contains(&first), "{err}");
-    assert!(err.contains("TTL 900s + leeway 30s"), "{err}");
+    // Just retired: too early with the default 15 min lifetime and 30 s leeway. Nothing due
+    // is success (cron runs it), with a line saying when the next key is due.
+    let out = ok(dir.path(), &["prune"]);
+    assert!(out.contains("nothing to prune yet") && out.contains(&first), "{out}");
+    assert!(out.contains("can be pruned after ") && out.contains("TTL 900s + leeway 30s"), "{out}");
+    assert!(!out.contains("removed"), "{out}");
 
     // 15 min later: still inside the leeway.
     age_retired_keys(dir.path(), 900);
-    refused(dir.path(), &["prune"], &[]);
+    assert!(ok(dir.path(), &["prune"]).contains("nothing to prune yet"));
     // With a lifetime the server does not use either: the settings decide.
-    refused(dir.path(), &["prune"], &[("AUTH_ACCESS_TOKEN_TTL", "1h")]);
+    let out = keys_env(dir.path(), &["prune"], &[("AUTH_ACCESS_TOKEN_TTL", "1h")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("TTL 3600s"), "{}", stdout(&out));
     assert!(store.public_path(&first).is_file());
 
     // A dry run says what would go and removes nothing.
@@ -267,8 +271,9 @@ fn prune_refuses_until_the_access_token_lifetime_plus_leeway_has_passed() {
     assert!(store.private_path(&first).is_file());
 
     // --leeway is honoured.
-    let err = refused(dir.path(), &["prune", "--leeway", "5m"], &[]);
-    assert!(err.contains("leeway 300s"), "{err}");
+    let out = ok(dir.path(), &["prune", "--leeway", "5m"]);
+    assert!(out.contains("nothing to prune yet") && out.contains("leeway 300s"), "{out}");
+    assert!(store.private_path(&first).is_file());
 
     let out = ok(dir.path(), &["prune"]);
     assert!(out.contains(&format!("removed {first}")), "{out}");
@@ -279,7 +284,7 @@ fn prune_refuses_until_the_access_token_lifetime_plus_leeway_has_passed() {
     assert_eq!(st.active.as_deref(), Some(second.as_str()));
     assert!(store.public_path(&second).is_file());
 
-    // Nothing retired left: not a refusal.
+    // Nothing retired left: not a refusal either.
     let out = ok(dir.path(), &["prune"]);
     assert!(out.contains("nothing to prune"), "{out}");
 }

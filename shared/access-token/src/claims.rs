@@ -1,6 +1,8 @@
 //! Access-token claims (RFC 9068 profile) and the token response (RFC 6749 §5.1).
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The `typ` header of every access token (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
@@ -10,8 +12,8 @@ pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 pub struct AccessClaims {
     /// Issuer (`AUTH_ISSUER`).
     pub iss: String,
-    /// Audience (`AUTH_AUDIENCE`).
-    pub aud: String,
+    /// Audience (`AUTH_AUDIENCE`): one, or several (RFC 7519 §4.1.3).
+    pub aud: Audience,
     /// The user id.
     pub sub: String,
     /// The username.
@@ -51,6 +53,73 @@ impl AccessClaims {
     /// Whether the token carries `role`.
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// The `aud` claim: a string, or an array of strings (RFC 7519 §4.1.3). One audience is
+/// written as a plain string, as the auth server issues it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audience(Vec<String>);
+
+impl Audience {
+    /// Whether `audience` is one of them.
+    pub fn contains(&self, audience: &str) -> bool {
+        self.0.iter().any(|a| a == audience)
+    }
+
+    /// Every audience, in the token's order.
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl From<String> for Audience {
+    fn from(audience: String) -> Self {
+        Self(vec![audience])
+    }
+}
+
+impl From<&str> for Audience {
+    fn from(audience: &str) -> Self {
+        Self(vec![audience.to_owned()])
+    }
+}
+
+/// Equal to a string when it is exactly that one audience.
+impl PartialEq<&str> for Audience {
+    fn eq(&self, other: &&str) -> bool {
+        matches!(self.0.as_slice(), [one] if one == other)
+    }
+}
+
+impl fmt::Display for Audience {
+    /// The audiences, space-separated (as a `scope`): for logs and listings.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join(" "))
+    }
+}
+
+impl Serialize for Audience {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => serializer.serialize_str(one),
+            many => many.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(Self(match Raw::deserialize(deserializer)? {
+            Raw::One(one) => vec![one],
+            Raw::Many(many) => many,
+        }))
     }
 }
 
@@ -96,6 +165,17 @@ mod tests {
         assert!(claims("openid articles:read").has_scope("articles:read"));
         assert!(!claims("articles:readwrite").has_scope("articles:read"));
         assert!(!claims("").has_scope("articles:read"));
+    }
+
+    #[test]
+    fn one_audience_is_a_string_several_an_array() {
+        let json = serde_json::to_value(claims("x")).unwrap();
+        assert_eq!(json["aud"], "a");
+        let mut many = claims("x");
+        many.aud = serde_json::from_value(serde_json::json!(["a", "b"])).unwrap();
+        assert!(many.aud.contains("b") && !many.aud.contains("c"));
+        assert_eq!(serde_json::to_value(&many).unwrap()["aud"], serde_json::json!(["a", "b"]));
+        assert!(serde_json::from_value::<Audience>(serde_json::json!([1])).is_err());
     }
 
     #[test]

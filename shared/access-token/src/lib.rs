@@ -40,7 +40,7 @@ pub mod watch;
 #[cfg(test)]
 mod test_keys;
 
-pub use claims::{AccessClaims, TokenResponse};
+pub use claims::{AccessClaims, Audience, TokenResponse};
 pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use extract::Authenticated;
 pub use keyset::{FolderSource, KeySet, KeySource, TrustedKeys};

@@ -12,7 +12,10 @@
 //!    deserializes the payload into [`AccessClaims`] (`exp`, `iat`, `iss`, `aud`, `sub`
 //!    required), checks `exp` and `nbf` with the leeway and `iss` and `aud` exactly; its errors
 //!    map onto [`VerifyError`];
-//! 5. scope: the configured scope must be one of the space-separated `scope` words.
+//! 5. `iat`: not later than now + leeway (RFC 7519 leaves it unchecked; a token from the
+//!    future means a broken or hostile issuer clock); `jsonwebtoken` has no such check, so it
+//!    is one integer comparison on the verified claims;
+//! 6. scope: the configured scope must be one of the space-separated `scope` words.
 //!
 //! Nothing here parses a JWS or checks a signature or claim by hand (steps 1 to 3 are policy
 //! checks on the header, before the library). The one per-call cost `decode` had that matters,
@@ -141,6 +144,9 @@ pub enum VerifyError {
     /// `nbf` is in the future, beyond the leeway.
     #[error("the token is not valid yet")]
     NotYetValid,
+    /// `iat` is in the future, beyond the leeway.
+    #[error("the token is issued in the future")]
+    IssuedInFuture,
     /// `iss` is not the configured issuer.
     #[error("the token's issuer is not accepted")]
     WrongIssuer,
@@ -168,6 +174,7 @@ impl VerifyError {
             Self::BadSignature => "bad_signature",
             Self::Expired => "expired",
             Self::NotYetValid => "not_yet_valid",
+            Self::IssuedInFuture => "issued_in_future",
             Self::WrongIssuer => "wrong_issuer",
             Self::WrongAudience => "wrong_audience",
             Self::MissingClaim(_) => "missing_claim",
@@ -315,6 +322,16 @@ impl Verifier {
             jsonwebtoken::decode::<AccessClaims>(token, key.decoding_key(), &self.validation)
                 .map_err(map_jwt_error)?
                 .claims;
+        self.check_decoded(claims)
+    }
+
+    /// The checks `jsonwebtoken` does not make, on claims it has verified: `iat` not later
+    /// than now + leeway (a token from the future was not issued by a sane issuer clock), and
+    /// the required scope.
+    fn check_decoded(&self, claims: AccessClaims) -> Result<AccessClaims, VerifyError> {
+        if claims.iat > now_secs().saturating_add(self.leeway) {
+            return Err(VerifyError::IssuedInFuture);
+        }
         if let Some(scope) = &self.required_scope
             && !claims.has_scope(scope)
         {
@@ -516,6 +533,21 @@ mod tests {
             ),
             ("wrong iss", sign(&with(claims(), "iss", json!("evil"))), VerifyError::WrongIssuer),
             ("wrong aud", sign(&with(claims(), "aud", json!("other"))), VerifyError::WrongAudience),
+            (
+                "aud array without ours",
+                sign(&with(claims(), "aud", json!(["other", "more"]))),
+                VerifyError::WrongAudience,
+            ),
+            (
+                "aud empty array",
+                sign(&with(claims(), "aud", json!([]))),
+                VerifyError::WrongAudience,
+            ),
+            (
+                "iat in the future",
+                sign(&with(claims(), "iat", json!(now + 120))),
+                VerifyError::IssuedInFuture,
+            ),
             ("no sub", sign(&without(claims(), "sub")), VerifyError::MissingClaim("sub")),
             ("no iat", sign(&without(claims(), "iat")), VerifyError::MissingClaim("iat")),
             ("no exp", sign(&without(claims(), "exp")), VerifyError::MissingClaim("exp")),
@@ -560,12 +592,7 @@ mod tests {
         let claims = jsonwebtoken::decode::<AccessClaims>(token, &stock, &v.validation)
             .map_err(map_jwt_error)?
             .claims;
-        if let Some(scope) = &v.required_scope
-            && !claims.has_scope(scope)
-        {
-            return Err(VerifyError::InsufficientScope(scope.clone()));
-        }
-        Ok(claims)
+        v.check_decoded(claims)
     }
 
     #[test]
@@ -753,6 +780,22 @@ mod tests {
         }
         let len = v.cache.as_ref().unwrap().len();
         assert!(len <= 32 && len > 0, "{len}");
+    }
+
+    #[test]
+    fn an_aud_array_holding_ours_and_an_iat_within_the_leeway_are_accepted() {
+        let key = TestKey::generate();
+        let v = verifier(&key);
+        let now = now();
+        let sign = |c: &Value| key.sign(&key.header(), c);
+        let c = v.verify_now(&sign(&with(claims(), "aud", json!(["billing", AUD])))).unwrap();
+        assert!(c.aud.contains(AUD) && c.aud.contains("billing"));
+        v.verify_now(&sign(&with(claims(), "aud", json!([AUD])))).unwrap();
+        v.verify_now(&sign(&with(claims(), "iat", json!(now + 20)))).unwrap();
+        assert_eq!(
+            v.verify_now(&sign(&with(claims(), "iat", json!(now + 40)))),
+            Err(VerifyError::IssuedInFuture)
+        );
     }
 
     #[test]
