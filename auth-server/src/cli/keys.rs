@@ -51,7 +51,8 @@ pub enum KeysCommand {
     },
     /// Make a published key the signer; the previous active key is retired.
     Activate {
-        /// The key id, as shown by `keys list`.
+        /// The key id, as shown by `keys list` (one may start with `-`).
+        #[arg(allow_hyphen_values = true, value_name = "KID")]
         kid: String,
     },
     /// Add a key and activate it at once (`add` + `activate`); the previous key is retired.
@@ -62,7 +63,8 @@ pub enum KeysCommand {
     },
     /// Retire a published key (it stays in the JWKS until pruned). Refuses the active key.
     Retire {
-        /// The key id, as shown by `keys list`.
+        /// The key id, as shown by `keys list` (one may start with `-`).
+        #[arg(allow_hyphen_values = true, value_name = "KID")]
         kid: String,
     },
     /// Remove retired keys that no valid token can name any more.
@@ -252,4 +254,58 @@ fn list(store: &KeyFolder, json: bool) -> Result<String, String> {
 /// RFC 3339 UTC, whole seconds.
 fn time(secs: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        keys: KeysArgs,
+    }
+
+    fn kid_of(args: &[&str]) -> Result<(String, Option<PathBuf>), String> {
+        let cli = Cli::try_parse_from(std::iter::once("keys").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        match cli.keys.command {
+            KeysCommand::Activate { kid } | KeysCommand::Retire { kid } => {
+                Ok((kid, cli.keys.keys_dir))
+            }
+            other => Err(format!("{other:?}")),
+        }
+    }
+
+    /// A kid is base64url: about one in 64 starts with `-`, one in 4096 with `--`.
+    #[test]
+    fn a_kid_starting_with_a_hyphen_is_taken_as_printed() {
+        let kids = [
+            "-eYb2xGJ0mWQ6B3hVZp9nT1cK5sLrD8aUfo7iH4qXgE",
+            "--Yb2xGJ0mWQ6B3hVZp9nT1cK5sLrD8aUfo7iH4qXgE",
+            "-h-b2xGJ0mWQ6B3hVZp9nT1cK5sLrD8aUfo7iH4qXgE",
+            "-V_b2xGJ0mWQ6B3hVZp9nT1cK5sLrD8aUfo7iH4qXgE",
+        ];
+        for kid in kids {
+            assert!(key_folder::is_kid(kid), "{kid}");
+            for command in ["activate", "retire"] {
+                assert_eq!(kid_of(&[command, kid]), Ok((kid.to_owned(), None)), "{command} {kid}");
+                // Options still work around it, and `--` too.
+                assert_eq!(
+                    kid_of(&[command, kid, "--keys-dir", "/k"]),
+                    Ok((kid.to_owned(), Some(PathBuf::from("/k")))),
+                    "{command} {kid}"
+                );
+                assert_eq!(
+                    kid_of(&["--keys-dir", "/k", command, "--", kid]),
+                    Ok((kid.to_owned(), Some(PathBuf::from("/k")))),
+                    "{command} -- {kid}"
+                );
+            }
+        }
+        // A missing kid is still an error, not an empty one.
+        assert!(kid_of(&["retire"]).is_err());
+    }
 }

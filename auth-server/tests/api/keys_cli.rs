@@ -201,6 +201,41 @@ fn retire_refuses_the_active_key_and_retires_a_published_one() {
 }
 
 #[test]
+fn a_kid_starting_with_a_hyphen_works_as_printed_by_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = rotate(dir.path());
+    // About one kid in 64 starts with `-`: put one in the state as a published key (a crafted
+    // entry; `retire` and the refusals need no key file).
+    let hyphen = format!("-e{}", &real[2..]);
+    let store = KeyFolder::new(dir.path());
+    let mut st = store.read_state().unwrap();
+    let mut meta = st.keys[&real].clone();
+    (meta.activated, meta.retired) = (None, None);
+    st.keys.insert(hyphen.clone(), meta);
+    store.write_state(&st).unwrap();
+    let listed = list_json(dir.path());
+    let printed = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .find(|k| k.starts_with('-'))
+        .unwrap();
+    assert_eq!(printed, hyphen);
+
+    // activate reaches the key store (which refuses: this crafted key has no files), not a
+    // command-line error about `-e`.
+    let err = refused(dir.path(), &["activate", &printed], &[]);
+    assert!(err.contains(&format!("{printed}.pem")) && !err.contains("unexpected"), "{err}");
+    let out = ok(dir.path(), &["retire", &printed]);
+    assert!(out.contains(&format!("{printed} retired")), "{out}");
+    assert_eq!(state(dir.path()).status(&printed), Some(KeyStatus::Retired));
+    // And the active key, were it such a kid, is refused by the store, not by the parser.
+    let err = refused(dir.path(), &["retire", "--", &real], &[]);
+    assert!(err.contains("active signing key"), "{err}");
+}
+
+#[test]
 fn unknown_kids_and_bad_sizes_are_refused_with_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     rotate(dir.path());
