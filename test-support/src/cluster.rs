@@ -289,6 +289,10 @@ impl RedisCluster {
     }
 
     /// A synchronous cluster connection (follows MOVED/ASK), for tests that inspect data.
+    ///
+    /// Open a new one after a primary was killed: redis 1.8's sync cluster connection keeps
+    /// answering `Connection refused` for the dead node's slots even after its replica took over
+    /// (the async one retries until the new primary answers).
     pub fn cluster_connection(&self) -> redis::cluster::ClusterConnection {
         self.client().get_connection().expect("cluster connection")
     }

@@ -139,7 +139,8 @@ impl TestRedis {
     }
 
     /// An admin connection that reaches every key: the server, a cluster connection (follows
-    /// redirects), or the current Sentinel master (resolved now; reconnect after a failover).
+    /// redirects), or the current Sentinel master (resolved now). Open a new one after any
+    /// failover: neither kind follows a failover by itself.
     pub fn connection(&self) -> TestConnection {
         match self {
             Self::Standalone(r) => TestConnection::Single(r.connection()),

@@ -84,7 +84,7 @@ type Fields = HashMap<String, String>;
 impl RedisSentinel {
     /// The monitored master's default name.
     pub const DEFAULT_MASTER_NAME: &str = "auth-redis";
-    /// 1 s: the master is deemed down quickly, so a kill is repaired in ~2-3 s here.
+    /// 1 s: the master is deemed down quickly, so a killed master is replaced in ~3 s here.
     pub const DEFAULT_DOWN_AFTER: Duration = Duration::from_millis(1000);
     /// 3 s: enough for a promotion on loopback; keeps retries and stale-master demotion short.
     pub const DEFAULT_FAILOVER_TIMEOUT: Duration = Duration::from_millis(3000);
