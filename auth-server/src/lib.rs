@@ -4,6 +4,7 @@
 //! [`Application::build`] wires everything from [`Settings`]; `main` and the tests both start
 //! the server that way (tests on port 0).
 
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod keys;
@@ -203,11 +204,6 @@ fn access_log() -> Logger {
         .custom_request_replace("method", |req: &ServiceRequest| req.method().to_string())
         .custom_request_replace("path", |req: &ServiceRequest| req.path().to_owned())
         .log_target("auth_server::access")
-}
-
-/// Now, in seconds since the Unix epoch.
-pub fn now_secs() -> u64 {
-    sessions::now_ms() / 1000
 }
 
 /// Sets a user's roles (admin CLI). They take effect at the user's next login.

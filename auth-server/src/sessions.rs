@@ -11,6 +11,7 @@ use std::time::Duration;
 use access_token::AccessClaims;
 use arc_swap::ArcSwap;
 
+use crate::clock::{millis, now_ms};
 use crate::error::SessionError;
 use crate::keys::KeyRing;
 use crate::metrics;
@@ -213,16 +214,4 @@ impl Sessions {
             refresh_expires_in: refresh_left_ms / 1000,
         })
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// Now, in ms since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(millis)
-        .unwrap_or_default()
 }

@@ -149,7 +149,7 @@ impl Accounts {
             phc: Arc::from(phc),
             roles: vec![DEFAULT_ROLE.to_owned()],
         };
-        if self.store.create_user(&user, crate::now_secs()).await? {
+        if self.store.create_user(&user, crate::clock::now_secs()).await? {
             log::info!("registered user {} ({})", user.username, user.id);
             Ok(user)
         } else {
@@ -174,7 +174,7 @@ impl Accounts {
             address: &address,
             limits: &self.limits,
         };
-        let user = match self.store.login_attempt(&throttle, crate::sessions::now_ms()).await? {
+        let user = match self.store.login_attempt(&throttle, crate::clock::now_ms()).await? {
             LoginAttempt::Locked { wait_ms } => {
                 log::info!("login from {client} rate-limited");
                 return Err(LoginError::RateLimited {

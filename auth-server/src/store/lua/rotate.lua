@@ -1,0 +1,36 @@
+-- Rotation, reuse grace and reuse detection of a refresh token, in one atomic step.
+-- KEYS[1] sess:{<sid>}   KEYS[2] spent:{<sid>}
+-- ARGV    presented digest, successor digest, now (ms), grace (ms), refresh TTL (ms),
+--         max age (ms), sealed successor
+-- Returns {'rotated', uid, username, name, roles, scope, created_ms}
+--       | {'replay', uid, username, name, roles, scope, created_ms, sealed successor, rotated_ms}
+--       | {'reuse', uid} (session deleted) | {'expired', uid} (session deleted) | {'unknown'}
+-- Slot: {<sid>} (both keys).
+local s = redis.call('HMGET', KEYS[1], 'cur', 'prev', 'rotated_ms', 'created_ms', 'succ',
+  'uid', 'username', 'name', 'roles', 'scope')
+if not s[1] then return {'unknown'} end
+local now = tonumber(ARGV[3])
+local created = tonumber(s[4])
+local ends = created + tonumber(ARGV[6])
+if now >= ends then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return {'expired', s[6]}
+end
+local fields = {s[6], s[7], s[8] or '', s[9], s[10], s[4]}
+if ARGV[1] == s[1] then
+  redis.call('HSET', KEYS[1], 'prev', s[1], 'cur', ARGV[2], 'rotated_ms', ARGV[3], 'succ', ARGV[7])
+  redis.call('SADD', KEYS[2], ARGV[1])
+  local ttl = math.min(tonumber(ARGV[5]), ends - now)
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  redis.call('PEXPIRE', KEYS[2], ttl)
+  return {'rotated', fields[1], fields[2], fields[3], fields[4], fields[5], fields[6]}
+end
+local grace = tonumber(ARGV[4])
+if s[2] and s[2] ~= '' and ARGV[1] == s[2] and grace > 0 and now - tonumber(s[3]) <= grace then
+  return {'replay', fields[1], fields[2], fields[3], fields[4], fields[5], fields[6], s[5], s[3]}
+end
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
+  redis.call('DEL', KEYS[1], KEYS[2])
+  return {'reuse', s[6]}
+end
+return {'unknown'}
