@@ -85,6 +85,10 @@ pub enum SessionError {
     /// A stored successor that the presented token cannot open.
     #[error("stored successor does not open with the presented token")]
     Successor,
+    /// A logout everywhere of the user ran while this login stored its session, which was
+    /// dropped: the client may log in again.
+    #[error("a logout everywhere ran during the login")]
+    LoggedOutMeanwhile,
 }
 
 fn store_error(e: &StoreError) -> ApiError {
@@ -163,6 +167,7 @@ impl From<SessionError> for ApiError {
             SessionError::Crypto(e) => internal(&e),
             SessionError::Sign(e) => internal(&e),
             SessionError::Successor => internal(&SessionError::Successor),
+            SessionError::LoggedOutMeanwhile => ApiError::unavailable(RETRY_AFTER_SECS),
         }
     }
 }

@@ -80,7 +80,8 @@ impl Sessions {
             created_ms: now,
         };
         let sid = token.sid();
-        self.store
+        let created = self
+            .store
             .create_session(NewSession {
                 sid: &sid,
                 token_hash: &token.hash(),
@@ -89,6 +90,10 @@ impl Sessions {
                 max_age_ms: millis(self.policy.max_age),
             })
             .await?;
+        if !created {
+            log::info!("user {}: login raced a logout everywhere; its session dropped", user.id);
+            return Err(SessionError::LoggedOutMeanwhile);
+        }
         self.issue(&data, &sid, token, now)
     }
 
@@ -166,7 +171,7 @@ impl Sessions {
 
     /// Ends every session of user `uid`.
     pub async fn logout_all(&self, uid: &str) -> Result<(), SessionError> {
-        let count = self.store.end_all_sessions(uid).await?;
+        let count = self.store.end_all_sessions(uid, millis(self.policy.max_age)).await?;
         log::info!("user {uid}: logged out everywhere ({count} session ids)");
         metrics::sessions_revoked("logout_all", u64::try_from(count).unwrap_or(u64::MAX));
         Ok(())

@@ -1,5 +1,5 @@
 //! Refresh-token sessions: `sess:{<sid>}` hashes and their `spent:{<sid>}` digests, and each
-//! user's index of session ids `usess:{<uid>}` (for logout everywhere).
+//! user's index of session ids `usess:{<uid>}` and logout-everywhere generation `ugen:{<uid>}`.
 
 use redis::AsyncCommands as _;
 
@@ -99,38 +99,61 @@ fn spent_key(sid: &SessionId) -> String {
 fn usess_key(uid: &str) -> String {
     format!("usess:{{{uid}}}")
 }
+fn ugen_key(uid: &str) -> String {
+    format!("ugen:{{{uid}}}")
+}
 
 impl Store {
-    /// Stores a new session and adds it to its user's index (index first: a session is never
-    /// out of reach of "logout everywhere").
-    pub async fn create_session(&self, new: NewSession<'_>) -> Result<(), StoreError> {
+    /// Stores a new session, in three single-slot steps: (1) its sid joins the user's index,
+    /// which returns the user's logout-everywhere generation; (2) the session hash and its TTL,
+    /// atomically; (3) the generation is read again. When a logout everywhere ran in between
+    /// (the generation changed), the session is deleted and `false` returned: a login racing
+    /// a logout everywhere does not survive it. ARCHITECTURE.md has the argument.
+    pub async fn create_session(&self, new: NewSession<'_>) -> Result<bool, StoreError> {
+        let uid = &new.data.uid;
+        let generation = self.index_session(uid, new.sid, new.max_age_ms).await?;
+        self.store_session(&new).await?;
+        if self.generation_is(uid, generation).await? {
+            return Ok(true);
+        }
+        self.delete_sessions(std::slice::from_ref(new.sid)).await?;
+        self.forget_session(uid, new.sid).await?;
+        Ok(false)
+    }
+
+    /// Login step 1: the sid joins the index; returns the user's generation.
+    async fn index_session(
+        &self,
+        uid: &str,
+        sid: &SessionId,
+        max_age_ms: u64,
+    ) -> Result<i64, StoreError> {
+        let mut index = lua_script!("index_session.lua").key(usess_key(uid));
+        index.key(ugen_key(uid)).arg(sid.as_str()).arg(expiry_ms(max_age_ms));
+        self.run(&index).await
+    }
+
+    /// Login step 2: the session hash with its TTL.
+    async fn store_session(&self, new: &NewSession<'_>) -> Result<(), StoreError> {
         let data = new.data;
-        let sess = sess_key(new.sid);
-        let mut pipe = redis::pipe();
-        pipe.sadd(usess_key(&data.uid), new.sid.as_str())
-            .ignore()
-            .pexpire(usess_key(&data.uid), expiry_ms(new.max_age_ms))
-            .ignore()
-            .hset_multiple(
-                &sess,
-                &[
-                    ("uid", data.uid.as_str()),
-                    ("username", data.username.as_str()),
-                    ("name", data.name.as_deref().unwrap_or("")),
-                    ("roles", roles_json(&data.roles)?.as_str()),
-                    ("scope", data.scope.as_str()),
-                    ("created_ms", data.created_ms.to_string().as_str()),
-                    ("cur", new.token_hash.as_str()),
-                    ("prev", ""),
-                    ("rotated_ms", "0"),
-                    ("succ", ""),
-                ],
-            )
-            .ignore()
-            .pexpire(&sess, expiry_ms(new.ttl_ms))
-            .ignore();
+        let mut create = lua_script!("create_session.lua").key(sess_key(new.sid));
+        create
+            .arg(&data.uid)
+            .arg(&data.username)
+            .arg(data.name.as_deref().unwrap_or(""))
+            .arg(roles_json(&data.roles)?)
+            .arg(&data.scope)
+            .arg(data.created_ms)
+            .arg(new.token_hash.as_str())
+            .arg(expiry_ms(new.ttl_ms));
+        self.run::<i64>(&create).await.map(drop)
+    }
+
+    /// Login step 3: whether the user's generation is still `generation`.
+    async fn generation_is(&self, uid: &str, generation: i64) -> Result<bool, StoreError> {
         let mut conn = self.conn();
-        self.call(pipe.query_async::<()>(&mut conn)).await
+        let now: Option<i64> = self.call(conn.get(ugen_key(uid))).await?;
+        Ok(now.unwrap_or(0) == generation)
     }
 
     /// Runs the rotation script (one round trip, atomic).
@@ -166,23 +189,33 @@ impl Store {
         self.call(conn.srem::<_, _, ()>(usess_key(uid), sid.as_str())).await
     }
 
-    /// Ends every session of user `uid`; returns how many ids were in its index.
-    pub async fn end_all_sessions(&self, uid: &str) -> Result<usize, StoreError> {
-        let mut conn = self.conn();
-        let sids: Vec<String> = self.call(conn.smembers(usess_key(uid))).await?;
-        if sids.is_empty() {
+    /// Ends every session of user `uid`, in three single-slot steps: (1) bump the user's
+    /// generation and read the index; (2) delete each indexed session; (3) remove those ids
+    /// from the index (each id rather than the whole set: a login racing this keeps its entry
+    /// until its own check drops it). Returns how many ids were in the index.
+    pub async fn end_all_sessions(&self, uid: &str, max_age_ms: u64) -> Result<usize, StoreError> {
+        let usess = usess_key(uid);
+        let mut bump = lua_script!("end_all_sessions.lua").key(&usess);
+        bump.key(ugen_key(uid)).arg(expiry_ms(max_age_ms));
+        let ids: Vec<String> = self.run(&bump).await?;
+        if ids.is_empty() {
             return Ok(0);
         }
+        let sids: Vec<SessionId> = ids.iter().filter_map(|id| SessionId::parse(id)).collect();
+        self.delete_sessions(&sids).await?;
+        let mut conn = self.conn();
+        self.call(conn.srem::<_, _, ()>(&usess, &ids)).await?;
+        Ok(ids.len())
+    }
+
+    /// Deletes sessions whatever their tokens: one `DEL` per session (its keys share a slot).
+    async fn delete_sessions(&self, sids: &[SessionId]) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
-        for sid in &sids {
-            if let Some(sid) = SessionId::parse(sid) {
-                pipe.del(&[sess_key(&sid), spent_key(&sid)]).ignore();
-            }
-            // Remove each id rather than the whole set: a login racing with this keeps its entry.
-            pipe.srem(usess_key(uid), sid).ignore();
+        for sid in sids {
+            pipe.del(&[sess_key(sid), spent_key(sid)]).ignore();
         }
-        self.call(pipe.query_async::<()>(&mut conn)).await?;
-        Ok(sids.len())
+        let mut conn = self.conn();
+        self.call(pipe.query_async::<()>(&mut conn)).await
     }
 }
 
@@ -250,7 +283,7 @@ mod tests {
             ttl_ms: DAY_MS,
             max_age_ms: 30 * DAY_MS,
         };
-        store.create_session(new).await.unwrap();
+        assert!(store.create_session(new).await.unwrap());
         token
     }
 
@@ -309,8 +342,37 @@ mod tests {
         assert_eq!(rotate(&store, &one, 0).await, RotateOutcome::Unknown);
         store.forget_session("uid-1", &one.sid()).await.unwrap();
 
-        assert_eq!(store.end_all_sessions("uid-1").await.unwrap(), 1);
+        assert_eq!(store.end_all_sessions("uid-1", DAY_MS).await.unwrap(), 1);
         assert_eq!(rotate(&store, &two, 0).await, RotateOutcome::Unknown);
-        assert_eq!(store.end_all_sessions("uid-1").await.unwrap(), 0);
+        assert_eq!(store.end_all_sessions("uid-1", DAY_MS).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_login_racing_a_logout_everywhere_does_not_survive_it() {
+        let (_redis, store) = test_util::store();
+        let data = data();
+        // Logout everywhere between the index step and the session: the check drops it.
+        for racing_before_the_session in [true, false] {
+            let token = RefreshToken::generate().unwrap();
+            let new = NewSession {
+                sid: &token.sid(),
+                token_hash: &token.hash(),
+                data: &data,
+                ttl_ms: DAY_MS,
+                max_age_ms: 30 * DAY_MS,
+            };
+            let generation = store.index_session(&data.uid, new.sid, DAY_MS).await.unwrap();
+            if racing_before_the_session {
+                assert_eq!(store.end_all_sessions(&data.uid, DAY_MS).await.unwrap(), 1);
+                store.store_session(&new).await.unwrap();
+            } else {
+                store.store_session(&new).await.unwrap();
+                assert_eq!(store.end_all_sessions(&data.uid, DAY_MS).await.unwrap(), 1);
+            }
+            assert!(!store.generation_is(&data.uid, generation).await.unwrap());
+        }
+        // A login after the logout everywhere keeps its session.
+        let after = login(&store, &data).await;
+        assert!(matches!(rotate(&store, &after, 0).await, RotateOutcome::Rotated { .. }));
     }
 }
