@@ -40,8 +40,8 @@ pub struct Settings {
     pub refresh_cookie: bool,
     /// `AUTH_TRUSTED_PROXIES`: proxies (IPs or CIDRs) whose `X-Forwarded-For` names the client.
     pub trusted_proxies: TrustedProxies,
-    /// `AUTH_LOGIN_MAX_FAILURES`, `AUTH_LOGIN_MAX_FAILURES_PER_ADDRESS`,
-    /// `AUTH_LOGIN_FAILURE_WINDOW`, `AUTH_LOGIN_LOCKOUT`, `AUTH_LOGIN_LOCKOUT_MAX`,
+    /// `AUTH_LOGIN_MAX_FAILURES` (per username and address), `AUTH_LOGIN_MAX_FAILURES_PER_ADDRESS`,
+    /// `AUTH_LOGIN_MAX_FAILURES_PER_USERNAME`, `AUTH_LOGIN_FAILURE_WINDOW`, `AUTH_LOGIN_LOCKOUT`, `AUTH_LOGIN_LOCKOUT_MAX`,
     /// `AUTH_REGISTER_MAX_PER_ADDRESS`, `AUTH_REGISTER_WINDOW`: see [`crate::throttle`].
     pub throttle: Limits,
     /// `AUTH_HASH_CONCURRENCY`: argon2 computations at once (default: the number of cores).
@@ -89,6 +89,7 @@ const DEFS: &[Setting] = &[
     Setting::new("trusted_proxies", "AUTH_TRUSTED_PROXIES", ""),
     Setting::new("login_max_failures", "AUTH_LOGIN_MAX_FAILURES", "5"),
     Setting::new("login_max_failures_per_address", "AUTH_LOGIN_MAX_FAILURES_PER_ADDRESS", "20"),
+    Setting::new("login_max_failures_per_username", "AUTH_LOGIN_MAX_FAILURES_PER_USERNAME", "50"),
     Setting::new("login_failure_window", "AUTH_LOGIN_FAILURE_WINDOW", "15m"),
     Setting::new("login_lockout", "AUTH_LOGIN_LOCKOUT", "1m"),
     Setting::new("login_lockout_max", "AUTH_LOGIN_LOCKOUT_MAX", "1h"),
@@ -175,8 +176,9 @@ impl Settings {
         let trusted_proxies = TrustedProxies::parse(&proxies).map_err(|e| invalid(d, e))?;
 
         let throttle = Limits {
-            max_failures_per_user: count(cfg, "login_max_failures", 1)?,
+            max_failures_per_pair: count(cfg, "login_max_failures", 1)?,
             max_failures_per_address: count(cfg, "login_max_failures_per_address", 1)?,
+            max_failures_per_username: count(cfg, "login_max_failures_per_username", 1)?,
             failure_window: at_least_1s(cfg, "login_failure_window")?,
             lockout: at_least_1s(cfg, "login_lockout")?,
             lockout_max: at_least_1s(cfg, "login_lockout_max")?,
@@ -235,11 +237,12 @@ impl Settings {
             refresh_reuse_grace: Duration::from_secs(10),
             refresh_cookie: false,
             trusted_proxies: TrustedProxies::default(),
-            // Per-username limits as in production; every test client is 127.0.0.1, so the
-            // per-address ones are raised (the throttling tests lower them again).
+            // Per-pair and per-username limits as in production; every test client is
+            // 127.0.0.1, so the per-address ones are raised (the throttling tests lower them).
             throttle: Limits {
-                max_failures_per_user: 5,
+                max_failures_per_pair: 5,
                 max_failures_per_address: 10_000,
+                max_failures_per_username: 50,
                 failure_window: Duration::from_secs(900),
                 lockout: Duration::from_secs(60),
                 lockout_max: Duration::from_secs(3600),
@@ -291,8 +294,9 @@ mod tests {
         assert_eq!(s.refresh_reuse_grace, Duration::from_secs(10));
         assert!(!s.refresh_cookie);
         assert!(s.trusted_proxies.nets().is_empty());
-        assert_eq!(s.throttle.max_failures_per_user, 5);
+        assert_eq!(s.throttle.max_failures_per_pair, 5);
         assert_eq!(s.throttle.max_failures_per_address, 20);
+        assert_eq!(s.throttle.max_failures_per_username, 50);
         assert_eq!(s.throttle.failure_window, Duration::from_secs(900));
         assert_eq!(s.throttle.lockout, Duration::from_secs(60));
         assert_eq!(s.throttle.lockout_max, Duration::from_secs(3600));
@@ -317,7 +321,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.trusted_proxies.nets().len(), 2);
-        assert_eq!(s.throttle.max_failures_per_user, 3);
+        assert_eq!(s.throttle.max_failures_per_pair, 3);
         assert_eq!(s.throttle.lockout, Duration::from_secs(30));
         assert_eq!((s.hash_concurrency, s.hash_queue), (1, 0));
         assert_eq!(s.shutdown_timeout, Duration::from_secs(2));
@@ -390,6 +394,7 @@ mod tests {
             ("AUTH_TRUSTED_PROXIES", "10.0.0.0/40"),
             ("AUTH_LOGIN_MAX_FAILURES", "0"),
             ("AUTH_LOGIN_MAX_FAILURES_PER_ADDRESS", "many"),
+            ("AUTH_LOGIN_MAX_FAILURES_PER_USERNAME", "0"),
             ("AUTH_LOGIN_LOCKOUT", "0"),
             ("AUTH_LOGIN_LOCKOUT_MAX", "1s"),
             ("AUTH_HASH_CONCURRENCY", "0"),

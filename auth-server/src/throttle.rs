@@ -1,19 +1,32 @@
 //! Login and registration throttling, and the client address it is keyed on.
 //!
-//! The counters live in Redis (see [`crate::store`]), so every auth-server instance sees the
-//! same ones. A login costs one round trip for them: the script that counts the attempt also
-//! fetches the user (and a success costs one more, to clear the username's count).
+//! The counters live in Redis (see [`crate::store::throttle`]), so every auth-server instance
+//! sees the same ones. Only a *verified* wrong password counts as a failure (an unknown
+//! username counts exactly like one: the same answer, the same time, the same counters);
+//! nothing is counted before the password check, so concurrent correct logins never refuse
+//! each other. Three counters, each with its own limit within `AUTH_LOGIN_FAILURE_WINDOW`:
 //!
-//! - Each login attempt counts as a failure *before* the password is checked, so a burst of
-//!   concurrent guesses cannot slip past the limit while the hashes run; a success takes its
-//!   own attempt back (and clears the username's count).
-//! - Past `AUTH_LOGIN_MAX_FAILURES` failures for one username, or
-//!   `AUTH_LOGIN_MAX_FAILURES_PER_ADDRESS` from one client address, within
-//!   `AUTH_LOGIN_FAILURE_WINDOW`, logins are refused with 429 for `AUTH_LOGIN_LOCKOUT`, doubled
-//!   at each further lockout up to `AUTH_LOGIN_LOCKOUT_MAX`. A locked username is refused
-//!   whether or not it exists, and before any password check, with the same answer.
-//! - Registration: at most `AUTH_REGISTER_MAX_PER_ADDRESS` attempts per client address per
-//!   `AUTH_REGISTER_WINDOW`.
+//! - **the pair** (username, client address): past `AUTH_LOGIN_MAX_FAILURES` failures, a hard
+//!   lockout of `AUTH_LOGIN_LOCKOUT`, doubled at each further one up to
+//!   `AUTH_LOGIN_LOCKOUT_MAX`: every login of that username from that address is refused,
+//!   even with the right password, before any check. An attacker locks only their own pair.
+//! - **the address** (across usernames): past `AUTH_LOGIN_MAX_FAILURES_PER_ADDRESS`, the same
+//!   doubling lockout for the attacker's address, for every username that has not logged in
+//!   from it before.
+//! - **the username** (across addresses): past `AUTH_LOGIN_MAX_FAILURES_PER_USERNAME` (a much
+//!   higher limit), the same doubling lockout, but only for addresses that have not logged this
+//!   user in before: a distributed guesser is slowed down, the owner at a known address never is.
+//!
+//! A successful login remembers its address bucket for the user (at most
+//! [`KNOWN_ADDRESSES_PER_USER`], each for [`KNOWN_ADDRESS_LIFETIME`] after its last login) and
+//! clears its pair's failures, not the address's or the username's (an attacker logging into
+//! an account of their own must not reset them). A burst of concurrent guesses is counted when
+//! each hash ends: it can overshoot a limit by the guesses in flight (bounded by
+//! `AUTH_HASH_CONCURRENCY + AUTH_HASH_QUEUE` per instance), and then each further `max`
+//! failures doubles the lockout again, so a burst goes to the cap at once.
+//!
+//! Registration: at most `AUTH_REGISTER_MAX_PER_ADDRESS` attempts per client address per
+//! `AUTH_REGISTER_WINDOW`.
 //!
 //! IPv6 clients are counted per /64 (one customer's network), IPv4 per address.
 
@@ -21,13 +34,21 @@ use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+/// How many addresses a user's successful logins are remembered from (the most recent).
+pub const KNOWN_ADDRESSES_PER_USER: u32 = 16;
+/// How long an address stays known after its last successful login of the user.
+pub const KNOWN_ADDRESS_LIFETIME: Duration = Duration::from_secs(90 * 86_400);
+
 /// The throttling thresholds (from the settings).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Failures allowed per username within the window.
-    pub max_failures_per_user: u32,
-    /// Failures allowed per client address within the window.
+    /// Failures allowed per (username, address) pair within the window (hard lockout).
+    pub max_failures_per_pair: u32,
+    /// Failures allowed per client address within the window, across usernames.
     pub max_failures_per_address: u32,
+    /// Failures allowed per username within the window, across addresses (locks out only
+    /// addresses that have not logged the user in before).
+    pub max_failures_per_username: u32,
     /// How long failures are remembered after the last one.
     pub failure_window: Duration,
     /// The first lockout; each further one doubles it.
@@ -38,6 +59,32 @@ pub struct Limits {
     pub max_registrations_per_address: u32,
     /// The registration window.
     pub register_window: Duration,
+}
+
+/// What Redis says about a login before its password is checked (ms left of each lockout).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoginLocks {
+    /// The (username, address) pair's lockout.
+    pub pair_ms: u64,
+    /// The address's lockout.
+    pub address_ms: u64,
+    /// The username-wide lockout.
+    pub username_ms: u64,
+    /// Whether this address has logged this user in before.
+    pub known_address: bool,
+}
+
+impl LoginLocks {
+    /// `Some(ms to wait)` when the login must be refused before its password is checked: the
+    /// pair's lockout always; the address's and the username's only for an address that has
+    /// not logged this user in before.
+    pub fn refusal(&self) -> Option<u64> {
+        let mut wait = self.pair_ms;
+        if !self.known_address {
+            wait = wait.max(self.address_ms).max(self.username_ms);
+        }
+        (wait > 0).then_some(wait)
+    }
 }
 
 /// Whole seconds for `Retry-After`, rounded up, at least 1.
@@ -235,6 +282,18 @@ mod tests {
         assert_eq!(address_bucket(ip("2001:db8:1:2:3:4:5:6")), "2001:db8:1:2::/64");
         assert_eq!(address_bucket(ip("::ffff:192.0.2.1")), "192.0.2.1");
         assert_eq!(address_bucket(ip("192.0.2.1")), "192.0.2.1");
+    }
+
+    #[test]
+    fn only_the_pair_lock_refuses_a_known_address() {
+        let none = LoginLocks::default();
+        assert_eq!(none.refusal(), None);
+        let pair = LoginLocks { pair_ms: 5, known_address: true, ..none };
+        assert_eq!(pair.refusal(), Some(5), "the pair lock is hard");
+        let wide = LoginLocks { address_ms: 7, username_ms: 9, ..none };
+        assert_eq!(wide.refusal(), Some(9), "the longest lock of an unknown address");
+        assert_eq!(LoginLocks { known_address: true, ..wide }.refusal(), None);
+        assert_eq!(LoginLocks { pair_ms: 3, known_address: true, ..wide }.refusal(), Some(3));
     }
 
     #[test]

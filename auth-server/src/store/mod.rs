@@ -22,7 +22,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 
 pub use self::sessions::{NewSession, RotateOutcome, Rotation, SessionData};
-pub use self::throttle::{LoginAttempt, LoginThrottle};
+pub use self::throttle::LoginState;
 pub use self::users::UserRecord;
 
 /// How long any Redis call may take before the request gets a 503.
