@@ -30,9 +30,12 @@
 //!
 //! IPv6 clients are counted per /64 (one customer's network), IPv4 per address.
 
-use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+pub use ipnet::IpNet;
+use ipnet::Ipv4Net;
 
 /// How many addresses a user's successful logins are remembered from (the most recent).
 pub const KNOWN_ADDRESSES_PER_USER: u32 = 16;
@@ -92,59 +95,22 @@ pub fn retry_after_secs(wait_ms: u64) -> u64 {
     wait_ms.div_ceil(1000).max(1)
 }
 
-/// An IP network: an address and a prefix length (`10.0.0.0/8`, `::1/128`, `192.0.2.7`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl IpNet {
-    /// Parses `addr` or `addr/prefix`.
-    pub fn parse(text: &str) -> Option<Self> {
-        let (addr, prefix) = match text.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (text, None),
-        };
-        let addr: IpAddr = addr.parse().ok()?;
-        let addr = addr.to_canonical();
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.len() <= 3 => {
-                p.parse::<u8>().ok()?
-            }
-            Some(_) => return None,
-            None => max,
-        };
-        (prefix <= max).then_some(Self { addr, prefix })
+/// Parses an IP network of `AUTH_TRUSTED_PROXIES`: `addr/prefix` or a bare address (one host).
+/// An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) is its IPv4 network, as peers are
+/// compared in canonical form.
+pub fn parse_net(text: &str) -> Option<IpNet> {
+    let net = if text.contains('/') {
+        text.parse::<IpNet>().ok()?
+    } else {
+        IpNet::from(text.parse::<IpAddr>().ok()?)
+    };
+    if let IpNet::V6(v6) = net
+        && let Some(v4) = v6.addr().to_ipv4_mapped()
+        && v6.prefix_len() >= 96
+    {
+        return Ipv4Net::new(v4, v6.prefix_len() - 96).ok().map(IpNet::V4);
     }
-
-    /// Whether `ip` is in the network.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                prefix_eq(u128::from(net.to_bits()), u128::from(ip.to_bits()), self.prefix, 32)
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                prefix_eq(net.to_bits(), ip.to_bits(), self.prefix, 128)
-            }
-            _ => false,
-        }
-    }
-}
-
-fn prefix_eq(a: u128, b: u128, prefix: u8, bits: u8) -> bool {
-    if prefix == 0 {
-        return true;
-    }
-    let shift = u32::from(bits - prefix.min(bits));
-    (a >> shift) == (b >> shift)
-}
-
-impl fmt::Display for IpNet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
+    Some(net)
 }
 
 /// `AUTH_TRUSTED_PROXIES`: the reverse proxies whose `X-Forwarded-For` is believed.
@@ -156,14 +122,15 @@ impl TrustedProxies {
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut nets = Vec::new();
         for item in text.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()) {
-            nets.push(IpNet::parse(item).ok_or_else(|| format!("`{item}` is not an IP or CIDR"))?);
+            nets.push(parse_net(item).ok_or_else(|| format!("`{item}` is not an IP or CIDR"))?);
         }
         Ok(Self(nets))
     }
 
     /// Whether `ip` is one of the trusted proxies.
     pub fn trusts(&self, ip: IpAddr) -> bool {
-        self.0.iter().any(|net| net.contains(ip))
+        let ip = ip.to_canonical();
+        self.0.iter().any(|net| net.contains(&ip))
     }
 
     /// The networks.
@@ -184,6 +151,10 @@ impl TrustedProxies {
     ) -> IpAddr {
         let mut client = peer.to_canonical();
         if !self.trusts(client) {
+            let mut forwarded_for = forwarded_for;
+            if forwarded_for.next().is_some() {
+                warn_untrusted_forwarding(client);
+            }
             return client;
         }
         for value in forwarded_for.rev() {
@@ -198,6 +169,22 @@ impl TrustedProxies {
             }
         }
         client
+    }
+}
+
+/// Logs, once per process, that `X-Forwarded-For` came from a peer that is not trusted: behind
+/// a reverse proxy that is not in `AUTH_TRUSTED_PROXIES`, every client shares the proxy's
+/// throttling buckets (one lockout for everyone). The header itself is ignored.
+fn warn_untrusted_forwarding(peer: IpAddr) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        log::warn!(
+            "X-Forwarded-For from {peer}, which is not in AUTH_TRUSTED_PROXIES, is ignored: if a \
+             reverse proxy forwards requests from there, every client behind it shares one \
+             throttling bucket (one lockout for all of them); set AUTH_TRUSTED_PROXIES to the \
+             proxy's address or network (e.g. AUTH_TRUSTED_PROXIES={peer}); see \
+             docs/hardening.md. Logged once."
+        );
     }
 }
 
@@ -235,15 +222,19 @@ mod tests {
 
     #[test]
     fn networks_parse_and_match() {
-        let net = IpNet::parse("10.1.0.0/16").unwrap();
-        assert!(net.contains(ip("10.1.200.3")));
-        assert!(!net.contains(ip("10.2.0.1")));
-        assert!(net.contains(ip("::ffff:10.1.0.9")), "IPv4-mapped IPv6 is the IPv4 address");
-        assert!(IpNet::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
-        assert!(IpNet::parse("::1").unwrap().contains(ip("::1")));
-        assert!(IpNet::parse("fd00::/8").unwrap().contains(ip("fd12::1")));
+        let trusts = |nets: &str, addr: &str| TrustedProxies::parse(nets).unwrap().trusts(ip(addr));
+        assert!(trusts("10.1.0.0/16", "10.1.200.3"));
+        assert!(!trusts("10.1.0.0/16", "10.2.0.1"));
+        assert!(trusts("10.1.0.0/16", "::ffff:10.1.0.9"), "IPv4-mapped IPv6 is the IPv4 address");
+        assert!(trusts("::ffff:10.1.0.0/112", "10.1.0.9"), "and a mapped network its IPv4 one");
+        assert!(trusts("0.0.0.0/0", "8.8.8.8"));
+        assert!(trusts("::1", "::1"));
+        assert!(trusts("192.0.2.7", "192.0.2.7"));
+        assert!(!trusts("192.0.2.7", "192.0.2.8"));
+        assert!(trusts("fd00::/8", "fd12::1"));
+        assert!(!trusts("fd00::/8", "10.0.0.1"));
         for bad in ["", "10.0.0.0/33", "::/129", "10.0.0.1/", "10.0.0.1/-1", "x", "10.0.0.1/+8"] {
-            assert!(IpNet::parse(bad).is_none(), "{bad}");
+            assert!(parse_net(bad).is_none(), "{bad}");
         }
         assert!(TrustedProxies::parse("10.0.0.1, 172.16.0.0/12 ::1").unwrap().nets().len() == 3);
         assert!(TrustedProxies::parse("10.0.0.1,nope").unwrap_err().contains("nope"));

@@ -261,3 +261,41 @@ async fn after_a_username_wide_flood_the_owner_still_logs_in_from_an_address_use
         replies.iter().map(|r| r.status).collect::<Vec<_>>()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_forwarded_for_from_an_untrusted_peer_is_ignored_with_one_warning_naming_the_setting() {
+    use std::process::{Command, Stdio};
+    let redis = test_support::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let port = test_support::free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_auth-server"))
+        .env_clear()
+        .env("AUTH_BIND", format!("127.0.0.1:{port}"))
+        .env("AUTH_REDIS_URL", redis.url())
+        .env("AUTH_KEYS_DIR", dir.path().join("keys"))
+        .env("AUTH_LOGIN_MAX_FAILURES_PER_ADDRESS", "2")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut guard = test_support::ChildGuard(child);
+    test_support::wait_for_port(port, Duration::from_secs(30));
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/login");
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        let body = json!({ "username": unique_user("xff"), "password": "a wrong password" });
+        let req = client.post(&url).header("x-forwarded-for", format!("203.0.113.{i}"));
+        statuses.push(req.json(&body).send().await.unwrap().status().as_u16());
+    }
+    // Ignored: the three "clients" are one (127.0.0.1), locked after two failures.
+    assert_eq!(statuses, [401, 401, 429]);
+    guard.terminate(Duration::from_secs(10)).expect("the server exits on SIGTERM");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let warnings: Vec<&str> = text.lines().filter(|l| l.contains("X-Forwarded-For")).collect();
+    assert_eq!(warnings.len(), 1, "{text}");
+    assert!(warnings[0].contains("AUTH_TRUSTED_PROXIES=127.0.0.1"), "{text}");
+}
