@@ -2,7 +2,7 @@
 //!
 //! The access token issued with a refresh token is a function of the session, the refresh
 //! token and the time of issue only (`jti` derived from the refresh token, `iat` = time of
-//! issue; RS256 signatures are deterministic). So when the reuse grace hands out the same
+//! issue, which is Redis's time of the login or rotation; RS256 signatures are deterministic). So when the reuse grace hands out the same
 //! successor again, re-signing gives the byte-identical pair without storing the access token.
 
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use std::time::Duration;
 use access_token::AccessClaims;
 use arc_swap::ArcSwap;
 
-use crate::clock::{millis, now_ms};
+use crate::clock::millis;
 use crate::error::SessionError;
 use crate::keys::KeyRing;
 use crate::metrics;
@@ -67,34 +67,38 @@ impl Sessions {
         &self.policy
     }
 
-    /// Starts a session for `user` (who just proved their password).
+    /// Starts a session for `user` (who just proved their password). Its creation time is
+    /// Redis's, so every instance computes the same max age and the same first `iat`.
     pub async fn login(&self, user: &UserRecord) -> Result<Issued, SessionError> {
         let token = RefreshToken::generate()?;
-        let now = now_ms();
-        let data = SessionData {
-            uid: user.id.clone(),
-            username: user.username.clone(),
-            name: user.name.clone(),
-            roles: user.roles.clone(),
-            scope: crate::tokens::ISSUED_SCOPE.to_owned(),
-            created_ms: now,
-        };
         let sid = token.sid();
         let created = self
             .store
             .create_session(NewSession {
                 sid: &sid,
                 token_hash: &token.hash(),
-                data: &data,
+                uid: &user.id,
+                username: &user.username,
+                name: user.name.as_deref(),
+                roles: &user.roles,
+                scope: crate::tokens::ISSUED_SCOPE,
                 ttl_ms: millis(self.policy.refresh_ttl.min(self.policy.max_age)),
                 max_age_ms: millis(self.policy.max_age),
             })
             .await?;
-        if !created {
+        let Some(created_ms) = created else {
             log::info!("user {}: login raced a logout everywhere; its session dropped", user.id);
             return Err(SessionError::LoggedOutMeanwhile);
-        }
-        self.issue(&data, &sid, token, now)
+        };
+        let data = SessionData {
+            uid: user.id.clone(),
+            username: user.username.clone(),
+            name: user.name.clone(),
+            roles: user.roles.clone(),
+            scope: crate::tokens::ISSUED_SCOPE.to_owned(),
+            created_ms,
+        };
+        self.issue(&data, &sid, token, created_ms)
     }
 
     /// Rotates `presented` (as the client sent it): a new pair, the same pair again within the
@@ -107,7 +111,6 @@ impl Sessions {
         let sid = presented.sid();
         let successor = presented.successor()?;
         let sealed = seal_successor(&presented, &successor)?;
-        let now = now_ms();
         let outcome = self
             .store
             .rotate(Rotation {
@@ -115,7 +118,6 @@ impl Sessions {
                 presented: &presented.hash(),
                 successor: &successor.hash(),
                 sealed_successor: &sealed,
-                now_ms: now,
                 grace_ms: millis(self.policy.grace),
                 refresh_ttl_ms: millis(self.policy.refresh_ttl),
                 max_age_ms: millis(self.policy.max_age),
@@ -130,7 +132,9 @@ impl Sessions {
             RotateOutcome::Unknown => "unknown",
         });
         match outcome {
-            RotateOutcome::Rotated { session } => self.issue(&session, &sid, successor, now),
+            RotateOutcome::Rotated { session, rotated_ms } => {
+                self.issue(&session, &sid, successor, rotated_ms)
+            }
             RotateOutcome::Replay { session, sealed_successor, rotated_ms } => {
                 let successor =
                     open_successor(&presented, &sealed_successor).ok_or(SessionError::Successor)?;

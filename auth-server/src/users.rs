@@ -149,7 +149,7 @@ impl Accounts {
             phc: Arc::from(phc),
             roles: vec![DEFAULT_ROLE.to_owned()],
         };
-        if self.store.create_user(&user, crate::clock::now_secs()).await? {
+        if self.store.create_user(&user).await? {
             log::info!("registered user {} ({})", user.username, user.id);
             Ok(user)
         } else {

@@ -162,6 +162,48 @@ mod test_util {
 mod tests {
     use super::*;
 
+    /// Every script of `store/lua/`.
+    const SCRIPTS: &[&str] = &[
+        include_str!("lua/create_session.lua"),
+        include_str!("lua/create_user.lua"),
+        include_str!("lua/end_all_sessions.lua"),
+        include_str!("lua/end_session.lua"),
+        include_str!("lua/index_session.lua"),
+        include_str!("lua/login_check.lua"),
+        include_str!("lua/login_failure.lua"),
+        include_str!("lua/login_lock_left.lua"),
+        include_str!("lua/login_success.lua"),
+        include_str!("lua/register_attempt.lua"),
+        include_str!("lua/rotate.lua"),
+        include_str!("lua/set_roles.lua"),
+    ];
+
+    #[test]
+    fn every_script_has_its_header_and_takes_no_time_from_the_caller() {
+        for text in SCRIPTS {
+            let header: Vec<&str> = text.lines().take_while(|l| l.starts_with("--")).collect();
+            let first = header.first().copied().unwrap_or_default();
+            for part in ["KEYS[1]", "ARGV", "Returns", "Slot"] {
+                assert!(header.iter().any(|l| l.contains(part)), "{first}: no {part}");
+            }
+            let argv = header
+                .iter()
+                .skip_while(|l| !l.contains("ARGV"))
+                .take_while(|l| !l.contains("Returns"));
+            for line in argv {
+                let mut words = line.split(|c: char| !c.is_ascii_alphanumeric());
+                assert!(!words.any(|w| w == "now"), "{first}: a time from the caller: {line}");
+            }
+            // A script that compares or stamps times reads Redis's clock.
+            let body = &text[header.iter().map(|l| l.len() + 1).sum::<usize>()..];
+            if ["until", "_ms'", "created"].iter().any(|w| body.contains(w))
+                && !body.contains("'SADD'")
+            {
+                assert!(body.contains("redis.call('TIME')"), "{first}: times without TIME");
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_stopped_redis_is_unavailable_within_the_deadline() {
         let (mut redis, store) = test_util::store();

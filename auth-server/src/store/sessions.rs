@@ -23,15 +23,23 @@ pub struct SessionData {
     pub created_ms: u64,
 }
 
-/// A new session to store.
+/// A new session to store (its creation time is Redis's, see [`Store::create_session`]).
 #[derive(Debug)]
 pub struct NewSession<'a> {
     /// Its id.
     pub sid: &'a SessionId,
     /// Hash of its first refresh token.
     pub token_hash: &'a TokenHash,
-    /// What it carries.
-    pub data: &'a SessionData,
+    /// User id.
+    pub uid: &'a str,
+    /// Username.
+    pub username: &'a str,
+    /// Display name.
+    pub name: Option<&'a str>,
+    /// Roles at login.
+    pub roles: &'a [String],
+    /// Granted scope.
+    pub scope: &'a str,
     /// Lifetime of the keys: min(refresh TTL, max age).
     pub ttl_ms: u64,
     /// Absolute session lifetime (the user's session index lives that long after a login).
@@ -49,8 +57,6 @@ pub struct Rotation<'a> {
     pub successor: &'a TokenHash,
     /// The successor, encrypted under a key derived from the presented token.
     pub sealed_successor: &'a str,
-    /// Now, ms since the epoch.
-    pub now_ms: u64,
     /// Reuse grace in ms (0: none).
     pub grace_ms: u64,
     /// Sliding idle lifetime in ms.
@@ -66,6 +72,8 @@ pub enum RotateOutcome {
     Rotated {
         /// The session.
         session: SessionData,
+        /// When (Redis time, ms since the epoch): the successor's access token's `iat`.
+        rotated_ms: u64,
     },
     /// The presented token was rotated within the grace: here is the stored successor again.
     Replay {
@@ -106,19 +114,19 @@ fn ugen_key(uid: &str) -> String {
 impl Store {
     /// Stores a new session, in three single-slot steps: (1) its sid joins the user's index,
     /// which returns the user's logout-everywhere generation; (2) the session hash and its TTL,
-    /// atomically; (3) the generation is read again. When a logout everywhere ran in between
-    /// (the generation changed), the session is deleted and `false` returned: a login racing
-    /// a logout everywhere does not survive it. ARCHITECTURE.md has the argument.
-    pub async fn create_session(&self, new: NewSession<'_>) -> Result<bool, StoreError> {
-        let uid = &new.data.uid;
-        let generation = self.index_session(uid, new.sid, new.max_age_ms).await?;
-        self.store_session(&new).await?;
-        if self.generation_is(uid, generation).await? {
-            return Ok(true);
+    /// atomically, stamped with Redis's time; (3) the generation is read again. When a logout
+    /// everywhere ran in between (the generation changed), the session is deleted and `None`
+    /// returned: a login racing a logout everywhere does not survive it. ARCHITECTURE.md has
+    /// the argument. Returns the creation time (Redis time, ms since the epoch).
+    pub async fn create_session(&self, new: NewSession<'_>) -> Result<Option<u64>, StoreError> {
+        let generation = self.index_session(new.uid, new.sid, new.max_age_ms).await?;
+        let created_ms = self.store_session(&new).await?;
+        if self.generation_is(new.uid, generation).await? {
+            return Ok(Some(created_ms));
         }
         self.delete_sessions(std::slice::from_ref(new.sid)).await?;
-        self.forget_session(uid, new.sid).await?;
-        Ok(false)
+        self.forget_session(new.uid, new.sid).await?;
+        Ok(None)
     }
 
     /// Login step 1: the sid joins the index; returns the user's generation.
@@ -133,20 +141,19 @@ impl Store {
         self.run(&index).await
     }
 
-    /// Login step 2: the session hash with its TTL.
-    async fn store_session(&self, new: &NewSession<'_>) -> Result<(), StoreError> {
-        let data = new.data;
+    /// Login step 2: the session hash with its TTL; returns its creation time.
+    async fn store_session(&self, new: &NewSession<'_>) -> Result<u64, StoreError> {
         let mut create = lua_script!("create_session.lua").key(sess_key(new.sid));
         create
-            .arg(&data.uid)
-            .arg(&data.username)
-            .arg(data.name.as_deref().unwrap_or(""))
-            .arg(roles_json(&data.roles)?)
-            .arg(&data.scope)
-            .arg(data.created_ms)
+            .arg(new.uid)
+            .arg(new.username)
+            .arg(new.name.unwrap_or(""))
+            .arg(roles_json(new.roles)?)
+            .arg(new.scope)
             .arg(new.token_hash.as_str())
             .arg(expiry_ms(new.ttl_ms));
-        self.run::<i64>(&create).await.map(drop)
+        let created: String = self.run(&create).await?;
+        created.parse().map_err(|_| StoreError::Unexpected("malformed session time".into()))
     }
 
     /// Login step 3: whether the user's generation is still `generation`.
@@ -163,7 +170,6 @@ impl Store {
             .key(spent_key(r.sid))
             .arg(r.presented.as_str())
             .arg(r.successor.as_str())
-            .arg(r.now_ms)
             .arg(r.grace_ms)
             .arg(r.refresh_ttl_ms)
             .arg(r.max_age_ms)
@@ -244,7 +250,8 @@ fn parse_rotation(reply: Vec<String>) -> Result<RotateOutcome, StoreError> {
                 created_ms,
             };
             if status == "rotated" {
-                return Ok(RotateOutcome::Rotated { session });
+                let rotated_ms = next()?.parse().map_err(|_| bad())?;
+                return Ok(RotateOutcome::Rotated { session, rotated_ms });
             }
             let sealed_successor = next()?;
             let rotated_ms = next()?.parse().map_err(|_| bad())?;
@@ -257,37 +264,48 @@ fn parse_rotation(reply: Vec<String>) -> Result<RotateOutcome, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::now_ms;
     use crate::store::test_util;
     use crate::tokens::RefreshToken;
 
     const DAY_MS: u64 = 86_400_000;
+    const UID: &str = "uid-1";
 
-    fn data() -> SessionData {
-        SessionData {
-            uid: "uid-1".into(),
-            username: "alice".into(),
+    fn roles() -> Vec<String> {
+        vec!["user".into()]
+    }
+
+    fn new_session<'a>(
+        sid: &'a SessionId,
+        hash: &'a TokenHash,
+        roles: &'a [String],
+    ) -> NewSession<'a> {
+        NewSession {
+            sid,
+            token_hash: hash,
+            uid: UID,
+            username: "alice",
             name: None,
-            roles: vec!["user".into()],
-            scope: "articles:read".into(),
-            created_ms: now_ms(),
+            roles,
+            scope: "articles:read",
+            ttl_ms: DAY_MS,
+            max_age_ms: 30 * DAY_MS,
         }
     }
 
-    async fn login(store: &Store, data: &SessionData) -> RefreshToken {
+    /// Logs in: a new session; returns its first token and creation time.
+    async fn login(store: &Store) -> (RefreshToken, u64) {
         let token = RefreshToken::generate().unwrap();
-        let new = NewSession {
-            sid: &token.sid(),
-            token_hash: &token.hash(),
-            data,
-            ttl_ms: DAY_MS,
-            max_age_ms: 30 * DAY_MS,
-        };
-        assert!(store.create_session(new).await.unwrap());
-        token
+        let (sid, hash, roles) = (token.sid(), token.hash(), roles());
+        let created = store.create_session(new_session(&sid, &hash, &roles)).await.unwrap();
+        (token, created.expect("no logout everywhere raced"))
     }
 
-    async fn rotate(store: &Store, presented: &RefreshToken, grace_ms: u64) -> RotateOutcome {
+    async fn rotate_with(
+        store: &Store,
+        presented: &RefreshToken,
+        grace_ms: u64,
+        max_age_ms: u64,
+    ) -> RotateOutcome {
         let successor = presented.successor().unwrap();
         store
             .rotate(Rotation {
@@ -295,33 +313,54 @@ mod tests {
                 presented: &presented.hash(),
                 successor: &successor.hash(),
                 sealed_successor: "sealed",
-                now_ms: now_ms(),
                 grace_ms,
                 refresh_ttl_ms: DAY_MS,
-                max_age_ms: 30 * DAY_MS,
+                max_age_ms,
             })
             .await
             .unwrap()
     }
 
+    async fn rotate(store: &Store, presented: &RefreshToken, grace_ms: u64) -> RotateOutcome {
+        rotate_with(store, presented, grace_ms, 30 * DAY_MS).await
+    }
+
+    /// Redis's clock, in ms.
+    fn redis_now_ms(redis: &test_support::RedisServer) -> u64 {
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query(&mut redis.connection()).unwrap();
+        secs * 1000 + micros / 1000
+    }
+
     #[tokio::test]
     async fn a_session_rotates_replays_within_the_grace_and_dies_on_reuse() {
         let (_redis, store) = test_util::store();
-        let data = data();
-        let first = login(&store, &data).await;
+        let (first, created_ms) = login(&store).await;
+        let RotateOutcome::Rotated { session, rotated_ms } = rotate(&store, &first, 10_000).await
+        else {
+            panic!("the first token is current")
+        };
         assert_eq!(
-            rotate(&store, &first, 10_000).await,
-            RotateOutcome::Rotated { session: data.clone() }
+            session,
+            SessionData {
+                uid: UID.into(),
+                username: "alice".into(),
+                name: None,
+                roles: roles(),
+                scope: "articles:read".into(),
+                created_ms,
+            }
         );
+        assert!(rotated_ms >= created_ms);
         match rotate(&store, &first, 10_000).await {
-            RotateOutcome::Replay { session, sealed_successor, .. } => {
-                assert_eq!(session, data);
+            RotateOutcome::Replay { session: again, sealed_successor, rotated_ms: when } => {
+                assert_eq!(again, session);
                 assert_eq!(sealed_successor, "sealed");
+                assert_eq!(when, rotated_ms, "the replay carries the rotation's time");
             }
             other => panic!("{other:?}"),
         }
         // Without a grace, the same token is reuse: the session is gone.
-        assert_eq!(rotate(&store, &first, 0).await, RotateOutcome::Reuse { uid: "uid-1".into() });
+        assert_eq!(rotate(&store, &first, 0).await, RotateOutcome::Reuse { uid: UID.into() });
         assert_eq!(rotate(&store, &first, 10_000).await, RotateOutcome::Unknown);
         let stranger = RefreshToken::generate().unwrap();
         assert_eq!(rotate(&store, &stranger, 10_000).await, RotateOutcome::Unknown);
@@ -330,49 +369,88 @@ mod tests {
     #[tokio::test]
     async fn only_a_token_of_the_session_ends_it_and_logout_everywhere_ends_them_all() {
         let (_redis, store) = test_util::store();
-        let data = data();
-        let one = login(&store, &data).await;
-        let two = login(&store, &data).await;
+        let (one, _) = login(&store).await;
+        let (two, _) = login(&store).await;
         let forged = RefreshToken::parse(&format!("{}{}", one.sid(), "A".repeat(42))).unwrap();
         assert_eq!(store.end_session(&one.sid(), &forged.hash()).await.unwrap(), None);
-        assert_eq!(
-            store.end_session(&one.sid(), &one.hash()).await.unwrap().as_deref(),
-            Some("uid-1")
-        );
+        assert_eq!(store.end_session(&one.sid(), &one.hash()).await.unwrap().as_deref(), Some(UID));
         assert_eq!(rotate(&store, &one, 0).await, RotateOutcome::Unknown);
-        store.forget_session("uid-1", &one.sid()).await.unwrap();
+        store.forget_session(UID, &one.sid()).await.unwrap();
 
-        assert_eq!(store.end_all_sessions("uid-1", DAY_MS).await.unwrap(), 1);
+        assert_eq!(store.end_all_sessions(UID, DAY_MS).await.unwrap(), 1);
         assert_eq!(rotate(&store, &two, 0).await, RotateOutcome::Unknown);
-        assert_eq!(store.end_all_sessions("uid-1", DAY_MS).await.unwrap(), 0);
+        assert_eq!(store.end_all_sessions(UID, DAY_MS).await.unwrap(), 0);
     }
 
     #[tokio::test]
     async fn a_login_racing_a_logout_everywhere_does_not_survive_it() {
         let (_redis, store) = test_util::store();
-        let data = data();
-        // Logout everywhere between the index step and the session: the check drops it.
+        // Logout everywhere between the index step and the session, or between the session
+        // and the check: either way the check sees it.
         for racing_before_the_session in [true, false] {
             let token = RefreshToken::generate().unwrap();
-            let new = NewSession {
-                sid: &token.sid(),
-                token_hash: &token.hash(),
-                data: &data,
-                ttl_ms: DAY_MS,
-                max_age_ms: 30 * DAY_MS,
-            };
-            let generation = store.index_session(&data.uid, new.sid, DAY_MS).await.unwrap();
+            let (sid, hash, roles) = (token.sid(), token.hash(), roles());
+            let new = new_session(&sid, &hash, &roles);
+            let generation = store.index_session(UID, new.sid, DAY_MS).await.unwrap();
             if racing_before_the_session {
-                assert_eq!(store.end_all_sessions(&data.uid, DAY_MS).await.unwrap(), 1);
+                assert_eq!(store.end_all_sessions(UID, DAY_MS).await.unwrap(), 1);
                 store.store_session(&new).await.unwrap();
             } else {
                 store.store_session(&new).await.unwrap();
-                assert_eq!(store.end_all_sessions(&data.uid, DAY_MS).await.unwrap(), 1);
+                assert_eq!(store.end_all_sessions(UID, DAY_MS).await.unwrap(), 1);
             }
-            assert!(!store.generation_is(&data.uid, generation).await.unwrap());
+            assert!(!store.generation_is(UID, generation).await.unwrap());
         }
         // A login after the logout everywhere keeps its session.
-        let after = login(&store, &data).await;
+        let (after, _) = login(&store).await;
         assert!(matches!(rotate(&store, &after, 0).await, RotateOutcome::Rotated { .. }));
+    }
+
+    #[tokio::test]
+    async fn a_session_has_its_ttl_from_the_start() {
+        let (redis, store) = test_util::store();
+        let (token, _) = login(&store).await;
+        let ttl: i64 =
+            redis::cmd("PTTL").arg(sess_key(&token.sid())).query(&mut redis.connection()).unwrap();
+        assert!((DAY_MS as i64 - 5_000..=DAY_MS as i64).contains(&ttl), "{ttl}");
+    }
+
+    #[tokio::test]
+    async fn session_times_are_redis_time_whatever_the_callers_clock() {
+        let (redis, store) = test_util::store();
+        let before = redis_now_ms(&redis);
+        let (token, created_ms) = login(&store).await;
+        let RotateOutcome::Rotated { rotated_ms, .. } = rotate(&store, &token, 10_000).await else {
+            panic!("current")
+        };
+        let after = redis_now_ms(&redis);
+        assert!((before..=after).contains(&created_ms), "{before} {created_ms} {after}");
+        assert!((created_ms..=after).contains(&rotated_ms));
+
+        // A caller with a clock far off (as an old client passing its time would): the script
+        // takes no time argument, so a trailing one changes nothing: the replay is on time and
+        // the session not expired, by Redis's clock.
+        let successor = token.successor().unwrap();
+        for skewed_now_ms in [0_u64, 4_102_444_800_000] {
+            let mut raw = lua_script!("rotate.lua").key(sess_key(&token.sid()));
+            raw.key(spent_key(&token.sid()))
+                .arg(token.hash().as_str())
+                .arg(successor.hash().as_str())
+                .arg(10_000)
+                .arg(DAY_MS)
+                .arg(30 * DAY_MS)
+                .arg("sealed")
+                .arg(skewed_now_ms);
+            let reply: Vec<String> = store.run(&raw).await.unwrap();
+            assert_eq!(reply[0], "replay", "{skewed_now_ms}: {reply:?}");
+        }
+        // Max age on Redis's clock: a session older than the max age is expired.
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let (fresh, _) = login(&store).await;
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        assert_eq!(
+            rotate_with(&store, &fresh, 0, 20).await,
+            RotateOutcome::Expired { uid: UID.into() }
+        );
     }
 }

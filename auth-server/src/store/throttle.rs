@@ -206,7 +206,7 @@ mod tests {
             phc: Arc::from("$argon2id$x"),
             roles: vec!["user".into()],
         };
-        store.create_user(&user, 1).await.unwrap();
+        store.create_user(&user).await.unwrap();
         store.login_failed(Some("alice"), "192.0.2.1", &limits).await.unwrap();
         store.login_succeeded("alice", "192.0.2.1").await.unwrap();
         let state = store.login_state(Some("alice"), "192.0.2.1").await.unwrap();
@@ -240,6 +240,20 @@ mod tests {
             waits.push(locks(&store, "dave", "192.0.2.1").await.pair_ms.div_ceil(1000));
         }
         assert_eq!(waits, [10, 20, 35, 35]);
+    }
+
+    #[tokio::test]
+    async fn lockouts_run_on_redis_time_whatever_the_callers_clock() {
+        let (_redis, store) = test_util::store();
+        // A caller with a clock far off, passing its time as an old client did: the script
+        // takes no time argument, so the lockout is the first one, counted from Redis's now.
+        for (user, skewed_now_ms) in [("erin", 0_u64), ("fay", 4_102_444_800_000)] {
+            let mut raw = lua_script!("login_failure.lua").key(login_pair_key(user, "192.0.2.1"));
+            raw.arg(1).arg(60_000).arg(3_600_000).arg(60_000).arg(skewed_now_ms);
+            assert_eq!(store.run::<i64>(&raw).await.unwrap(), 60_000);
+            let left = locks(&store, user, "192.0.2.1").await.pair_ms;
+            assert!((59_000..=60_000).contains(&left), "{user}: {left}");
+        }
     }
 
     #[tokio::test]

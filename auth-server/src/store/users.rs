@@ -48,17 +48,15 @@ pub(super) fn parse_user(values: Vec<Option<String>>) -> Result<Option<UserRecor
 }
 
 impl Store {
-    /// Stores a new user (created at `created`, Unix seconds); `false` when the username is
-    /// taken.
-    pub async fn create_user(&self, user: &UserRecord, created: u64) -> Result<bool, StoreError> {
+    /// Stores a new user (created now, by Redis's clock); `false` when the username is taken.
+    pub async fn create_user(&self, user: &UserRecord) -> Result<bool, StoreError> {
         let mut invocation = lua_script!("create_user.lua").key(user_key(&user.username));
         invocation
             .arg(&user.id)
             .arg(&user.username)
             .arg(user.name.as_deref().unwrap_or(""))
             .arg(&*user.phc)
-            .arg(roles_json(&user.roles)?)
-            .arg(created);
+            .arg(roles_json(&user.roles)?);
         let stored: i64 = self.run(&invocation).await?;
         Ok(stored == 1)
     }
@@ -100,10 +98,10 @@ mod tests {
     async fn a_user_is_stored_once_and_read_back_whole() {
         let (_redis, store) = test_util::store();
         assert!(store.get_user("alice").await.unwrap().is_none());
-        assert!(store.create_user(&alice(), 1_700_000_000).await.unwrap());
+        assert!(store.create_user(&alice()).await.unwrap());
         let mut again = alice();
         again.id = "someone else".into();
-        assert!(!store.create_user(&again, 1_700_000_001).await.unwrap(), "the name is taken");
+        assert!(!store.create_user(&again).await.unwrap(), "the name is taken");
 
         let got = store.get_user("alice").await.unwrap().unwrap();
         assert_eq!(got.id, alice().id);
@@ -113,7 +111,7 @@ mod tests {
         assert_eq!(got.roles, ["user"]);
 
         let nameless = UserRecord { username: "bob".into(), name: None, ..alice() };
-        assert!(store.create_user(&nameless, 1).await.unwrap());
+        assert!(store.create_user(&nameless).await.unwrap());
         assert_eq!(store.get_user("bob").await.unwrap().unwrap().name, None);
     }
 
@@ -122,7 +120,7 @@ mod tests {
         let (_redis, store) = test_util::store();
         assert!(!store.set_roles("alice", &["admin".into()]).await.unwrap());
         assert!(store.get_user("alice").await.unwrap().is_none(), "set_roles creates no user");
-        store.create_user(&alice(), 1).await.unwrap();
+        store.create_user(&alice()).await.unwrap();
         assert!(store.set_roles("alice", &["admin".into(), "user".into()]).await.unwrap());
         assert_eq!(store.get_user("alice").await.unwrap().unwrap().roles, ["admin", "user"]);
     }

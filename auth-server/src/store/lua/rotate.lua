@@ -1,33 +1,35 @@
 -- Rotation, reuse grace and reuse detection of a refresh token, in one atomic step.
 -- KEYS[1] sess:{<sid>}   KEYS[2] spent:{<sid>}
--- ARGV    presented digest, successor digest, now (ms), grace (ms), refresh TTL (ms),
---         max age (ms), sealed successor
--- Returns {'rotated', uid, username, name, roles, scope, created_ms}
+-- ARGV    presented digest, successor digest, grace (ms), refresh TTL (ms), max age (ms),
+--         sealed successor
+-- Returns {'rotated', uid, username, name, roles, scope, created_ms, rotated_ms}
 --       | {'replay', uid, username, name, roles, scope, created_ms, sealed successor, rotated_ms}
 --       | {'reuse', uid} (session deleted) | {'expired', uid} (session deleted) | {'unknown'}
+-- Time: Redis TIME (grace, max age and the rotation time all on one clock).
 -- Slot: {<sid>} (both keys).
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local s = redis.call('HMGET', KEYS[1], 'cur', 'prev', 'rotated_ms', 'created_ms', 'succ',
   'uid', 'username', 'name', 'roles', 'scope')
 if not s[1] then return {'unknown'} end
-local now = tonumber(ARGV[3])
-local created = tonumber(s[4])
-local ends = created + tonumber(ARGV[6])
+local ends = tonumber(s[4]) + tonumber(ARGV[5])
 if now >= ends then
   redis.call('DEL', KEYS[1], KEYS[2])
   return {'expired', s[6]}
 end
-local fields = {s[6], s[7], s[8] or '', s[9], s[10], s[4]}
+local name = s[8] or ''
 if ARGV[1] == s[1] then
-  redis.call('HSET', KEYS[1], 'prev', s[1], 'cur', ARGV[2], 'rotated_ms', ARGV[3], 'succ', ARGV[7])
+  local stamp = string.format('%d', now)
+  redis.call('HSET', KEYS[1], 'prev', s[1], 'cur', ARGV[2], 'rotated_ms', stamp, 'succ', ARGV[6])
   redis.call('SADD', KEYS[2], ARGV[1])
-  local ttl = math.min(tonumber(ARGV[5]), ends - now)
+  local ttl = math.min(tonumber(ARGV[4]), ends - now)
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
-  return {'rotated', fields[1], fields[2], fields[3], fields[4], fields[5], fields[6]}
+  return {'rotated', s[6], s[7], name, s[9], s[10], s[4], stamp}
 end
-local grace = tonumber(ARGV[4])
+local grace = tonumber(ARGV[3])
 if s[2] and s[2] ~= '' and ARGV[1] == s[2] and grace > 0 and now - tonumber(s[3]) <= grace then
-  return {'replay', fields[1], fields[2], fields[3], fields[4], fields[5], fields[6], s[5], s[3]}
+  return {'replay', s[6], s[7], name, s[9], s[10], s[4], s[5], s[3]}
 end
 if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then
   redis.call('DEL', KEYS[1], KEYS[2])
