@@ -124,6 +124,8 @@ impl Application {
             refresh_ttl: settings.refresh_token_ttl,
             max_age: settings.session_max_age,
             grace: settings.refresh_reuse_grace,
+            max_rotations: settings.refresh_max_rotations,
+            rotation_window: settings.refresh_rotation_window,
         };
         let sessions = Sessions::new(store.clone(), keys.clone(), policy);
 

@@ -15,7 +15,9 @@ use crate::clock::millis;
 use crate::error::SessionError;
 use crate::keys::KeyRing;
 use crate::metrics;
+use crate::store::sessions::{CreatedSession, SESSIONS_PER_USER};
 use crate::store::{NewSession, RotateOutcome, Rotation, SessionData, Store, UserRecord};
+use crate::throttle::retry_after_secs;
 use crate::tokens::{RefreshToken, SessionId, open_successor, seal_successor};
 
 /// The lifetimes and names that go into tokens.
@@ -33,6 +35,10 @@ pub struct Policy {
     pub max_age: Duration,
     /// Reuse grace after a rotation.
     pub grace: Duration,
+    /// Rotations one session may make per [`Self::rotation_window`] (replays excepted).
+    pub max_rotations: u32,
+    /// The window of [`Self::max_rotations`].
+    pub rotation_window: Duration,
 }
 
 /// A token pair, ready to send.
@@ -86,10 +92,18 @@ impl Sessions {
                 max_age_ms: millis(self.policy.max_age),
             })
             .await?;
-        let Some(created_ms) = created else {
+        let Some(CreatedSession { created_ms, evicted }) = created else {
             log::info!("user {}: login raced a logout everywhere; its session dropped", user.id);
             return Err(SessionError::LoggedOutMeanwhile);
         };
+        if !evicted.is_empty() {
+            log::info!(
+                "user {}: {} oldest session(s) ended, past {SESSIONS_PER_USER} sessions",
+                user.id,
+                evicted.len()
+            );
+            metrics::sessions_revoked("evicted", u64::try_from(evicted.len()).unwrap_or(1));
+        }
         let data = SessionData {
             uid: user.id.clone(),
             username: user.username.clone(),
@@ -121,12 +135,15 @@ impl Sessions {
                 grace_ms: millis(self.policy.grace),
                 refresh_ttl_ms: millis(self.policy.refresh_ttl),
                 max_age_ms: millis(self.policy.max_age),
+                max_rotations: self.policy.max_rotations,
+                rotation_window_ms: millis(self.policy.rotation_window),
             })
             .await
             .inspect_err(|_| metrics::refresh("error"))?;
         metrics::refresh(match &outcome {
             RotateOutcome::Rotated { .. } => "rotated",
             RotateOutcome::Replay { .. } => "replay",
+            RotateOutcome::Limited { .. } => "limited",
             RotateOutcome::Reuse { .. } => "reuse",
             RotateOutcome::Expired { .. } => "expired",
             RotateOutcome::Unknown => "unknown",
@@ -140,6 +157,10 @@ impl Sessions {
                     open_successor(&presented, &sealed_successor).ok_or(SessionError::Successor)?;
                 log::debug!("session {sid}: refresh replayed within the grace");
                 self.issue(&session, &sid, successor, rotated_ms)
+            }
+            RotateOutcome::Limited { retry_ms } => {
+                log::info!("session {sid}: rotation limit reached");
+                Err(SessionError::RateLimited { retry_after_secs: retry_after_secs(retry_ms) })
             }
             RotateOutcome::Reuse { uid } => {
                 log::warn!(

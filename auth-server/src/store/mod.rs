@@ -41,6 +41,12 @@ pub enum StoreError {
 
 impl From<RedisError> for StoreError {
     fn from(e: RedisError) -> Self {
+        // A full Redis (`maxmemory` with `noeviction`) refuses writes: a 503 like an outage,
+        // never a verdict on a token (a write refused inside a script leaves nothing changed:
+        // Redis checks memory before a script's first write, and then lets it finish).
+        if e.code() == Some("OOM") {
+            return Self::Unavailable("redis is out of memory (maxmemory reached)".into());
+        }
         match e.kind() {
             ErrorKind::Parse
             | ErrorKind::UnexpectedReturnType

@@ -1,5 +1,9 @@
 //! Refresh-token sessions: `sess:{<sid>}` hashes and their `spent:{<sid>}` digests, and each
 //! user's index of session ids `usess:{<uid>}` and logout-everywhere generation `ugen:{<uid>}`.
+//!
+//! What one user can make Redis hold is bounded: a session keeps the last
+//! [`SPENT_DIGESTS_KEPT`] spent digests and rotates at most a configured number of times per
+//! window; a user has at most [`SESSIONS_PER_USER`] sessions (a login past it ends the oldest).
 
 use redis::AsyncCommands as _;
 
@@ -63,6 +67,10 @@ pub struct Rotation<'a> {
     pub refresh_ttl_ms: u64,
     /// Absolute lifetime in ms.
     pub max_age_ms: u64,
+    /// Rotations allowed per window.
+    pub max_rotations: u32,
+    /// The window of `max_rotations`, ms.
+    pub rotation_window_ms: u64,
 }
 
 /// What the rotation script decided.
@@ -84,6 +92,12 @@ pub enum RotateOutcome {
         /// When the rotation happened, ms since the epoch.
         rotated_ms: u64,
     },
+    /// The session rotated as often as its window allows; nothing changed (the presented
+    /// token stays current).
+    Limited {
+        /// Until the window ends, ms.
+        retry_ms: u64,
+    },
     /// A spent token: the session has been deleted.
     Reuse {
         /// Its user, to clean up the session index.
@@ -96,6 +110,23 @@ pub enum RotateOutcome {
     },
     /// No such session or token.
     Unknown,
+}
+
+/// How many spent refresh-token digests a session keeps for reuse detection: a spent token
+/// among the last this many rotations is detected as reuse (and revokes the session); an older
+/// one is only unknown (`invalid_grant` without a revocation). See docs/hardening.md.
+pub const SPENT_DIGESTS_KEPT: u32 = 64;
+
+/// How many sessions one user may have; a login past it ends the user's oldest session.
+pub const SESSIONS_PER_USER: u32 = 100;
+
+/// A stored session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatedSession {
+    /// Its creation time (Redis time, ms since the epoch).
+    pub created_ms: u64,
+    /// The user's oldest sessions, ended to stay within [`SESSIONS_PER_USER`].
+    pub evicted: Vec<SessionId>,
 }
 
 fn sess_key(sid: &SessionId) -> String {
@@ -113,32 +144,54 @@ fn ugen_key(uid: &str) -> String {
 
 impl Store {
     /// Stores a new session, in three single-slot steps: (1) its sid joins the user's index,
-    /// which returns the user's logout-everywhere generation; (2) the session hash and its TTL,
-    /// atomically, stamped with Redis's time; (3) the generation is read again. When a logout
-    /// everywhere ran in between (the generation changed), the session is deleted and `None`
-    /// returned: a login racing a logout everywhere does not survive it. ARCHITECTURE.md has
-    /// the argument. Returns the creation time (Redis time, ms since the epoch).
-    pub async fn create_session(&self, new: NewSession<'_>) -> Result<Option<u64>, StoreError> {
-        let generation = self.index_session(new.uid, new.sid, new.max_age_ms).await?;
+    /// which returns the user's logout-everywhere generation and the oldest sessions past
+    /// [`SESSIONS_PER_USER`]; (2) the session hash and its TTL, atomically, stamped with Redis's
+    /// time; (3) the generation is read again. When a logout everywhere ran in between (the
+    /// generation changed), the session is deleted and `None` returned: a login racing a logout
+    /// everywhere does not survive it. Then the evicted sessions are ended and dropped from the
+    /// index. ARCHITECTURE.md has the argument.
+    pub async fn create_session(
+        &self,
+        new: NewSession<'_>,
+    ) -> Result<Option<CreatedSession>, StoreError> {
+        let (generation, evicted) = self.index_session(new.uid, new.sid, new.max_age_ms).await?;
         let created_ms = self.store_session(&new).await?;
-        if self.generation_is(new.uid, generation).await? {
-            return Ok(Some(created_ms));
+        if !self.generation_is(new.uid, generation).await? {
+            self.delete_sessions(std::slice::from_ref(new.sid)).await?;
+            self.forget_sessions(new.uid, std::slice::from_ref(new.sid)).await?;
+            return Ok(None);
         }
-        self.delete_sessions(std::slice::from_ref(new.sid)).await?;
-        self.forget_session(new.uid, new.sid).await?;
-        Ok(None)
+        if !evicted.is_empty() {
+            self.delete_sessions(&evicted).await?;
+            self.forget_sessions(new.uid, &evicted).await?;
+        }
+        Ok(Some(CreatedSession { created_ms, evicted }))
     }
 
-    /// Login step 1: the sid joins the index; returns the user's generation.
+    /// Login step 1: the sid joins the index; returns the user's generation and the sids past
+    /// the per-user limit, oldest first.
     async fn index_session(
         &self,
         uid: &str,
         sid: &SessionId,
         max_age_ms: u64,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<(i64, Vec<SessionId>), StoreError> {
         let mut index = lua_script!("index_session.lua").key(usess_key(uid));
-        index.key(ugen_key(uid)).arg(sid.as_str()).arg(expiry_ms(max_age_ms));
-        self.run(&index).await
+        index
+            .key(ugen_key(uid))
+            .arg(sid.as_str())
+            .arg(expiry_ms(max_age_ms))
+            .arg(SESSIONS_PER_USER);
+        let reply: Vec<redis::Value> = self.run(&index).await?;
+        let bad = || StoreError::Unexpected("malformed session index reply".into());
+        let mut it = reply.into_iter();
+        let generation: i64 =
+            it.next().and_then(|v| redis::from_redis_value(v).ok()).ok_or_else(bad)?;
+        let evicted = it
+            .map(|v| redis::from_redis_value::<String>(v).map_err(|_| bad()))
+            .collect::<Result<Vec<_>, _>>()?;
+        // An id that does not parse is not a session of ours: nothing to end.
+        Ok((generation, evicted.iter().filter_map(|id| SessionId::parse(id)).collect()))
     }
 
     /// Login step 2: the session hash with its TTL; returns its creation time.
@@ -173,7 +226,10 @@ impl Store {
             .arg(r.grace_ms)
             .arg(r.refresh_ttl_ms)
             .arg(r.max_age_ms)
-            .arg(r.sealed_successor);
+            .arg(r.sealed_successor)
+            .arg(SPENT_DIGESTS_KEPT)
+            .arg(r.max_rotations)
+            .arg(expiry_ms(r.rotation_window_ms));
         let reply: Vec<String> = self.run(&invocation).await?;
         parse_rotation(reply)
     }
@@ -191,8 +247,13 @@ impl Store {
 
     /// Drops a session id from its user's index (after the session itself is gone).
     pub async fn forget_session(&self, uid: &str, sid: &SessionId) -> Result<(), StoreError> {
+        self.forget_sessions(uid, std::slice::from_ref(sid)).await
+    }
+
+    async fn forget_sessions(&self, uid: &str, sids: &[SessionId]) -> Result<(), StoreError> {
+        let ids: Vec<&str> = sids.iter().map(SessionId::as_str).collect();
         let mut conn = self.conn();
-        self.call(conn.srem::<_, _, ()>(usess_key(uid), sid.as_str())).await
+        self.call(conn.zrem::<_, _, ()>(usess_key(uid), &ids)).await
     }
 
     /// Ends every session of user `uid`, in three single-slot steps: (1) bump the user's
@@ -210,7 +271,7 @@ impl Store {
         let sids: Vec<SessionId> = ids.iter().filter_map(|id| SessionId::parse(id)).collect();
         self.delete_sessions(&sids).await?;
         let mut conn = self.conn();
-        self.call(conn.srem::<_, _, ()>(&usess, &ids)).await?;
+        self.call(conn.zrem::<_, _, ()>(&usess, &ids)).await?;
         Ok(ids.len())
     }
 
@@ -234,6 +295,10 @@ fn parse_rotation(reply: Vec<String>) -> Result<RotateOutcome, StoreError> {
         "unknown" => Ok(RotateOutcome::Unknown),
         "expired" => Ok(RotateOutcome::Expired { uid: next()? }),
         "reuse" => Ok(RotateOutcome::Reuse { uid: next()? }),
+        "limited" => {
+            let retry_ms: i64 = next()?.parse().map_err(|_| bad())?;
+            Ok(RotateOutcome::Limited { retry_ms: u64::try_from(retry_ms).unwrap_or(1).max(1) })
+        }
         "rotated" | "replay" => {
             let uid = next()?;
             let username = next()?;
@@ -297,7 +362,7 @@ mod tests {
         let token = RefreshToken::generate().unwrap();
         let (sid, hash, roles) = (token.sid(), token.hash(), roles());
         let created = store.create_session(new_session(&sid, &hash, &roles)).await.unwrap();
-        (token, created.expect("no logout everywhere raced"))
+        (token, created.expect("no logout everywhere raced").created_ms)
     }
 
     async fn rotate_with(
@@ -316,6 +381,8 @@ mod tests {
                 grace_ms,
                 refresh_ttl_ms: DAY_MS,
                 max_age_ms,
+                max_rotations: 1_000_000,
+                rotation_window_ms: 3_600_000,
             })
             .await
             .unwrap()
@@ -391,7 +458,7 @@ mod tests {
             let token = RefreshToken::generate().unwrap();
             let (sid, hash, roles) = (token.sid(), token.hash(), roles());
             let new = new_session(&sid, &hash, &roles);
-            let generation = store.index_session(UID, new.sid, DAY_MS).await.unwrap();
+            let (generation, _) = store.index_session(UID, new.sid, DAY_MS).await.unwrap();
             if racing_before_the_session {
                 assert_eq!(store.end_all_sessions(UID, DAY_MS).await.unwrap(), 1);
                 store.store_session(&new).await.unwrap();
@@ -440,6 +507,9 @@ mod tests {
                 .arg(DAY_MS)
                 .arg(30 * DAY_MS)
                 .arg("sealed")
+                .arg(SPENT_DIGESTS_KEPT)
+                .arg(1_000_000)
+                .arg(3_600_000)
                 .arg(skewed_now_ms);
             let reply: Vec<String> = store.run(&raw).await.unwrap();
             assert_eq!(reply[0], "replay", "{skewed_now_ms}: {reply:?}");
@@ -451,6 +521,159 @@ mod tests {
         assert_eq!(
             rotate_with(&store, &fresh, 0, 20).await,
             RotateOutcome::Expired { uid: UID.into() }
+        );
+    }
+
+    async fn rotation_with(
+        store: &Store,
+        presented: &RefreshToken,
+        max_rotations: u32,
+    ) -> (RotateOutcome, RefreshToken) {
+        let successor = presented.successor().unwrap();
+        let outcome = store
+            .rotate(Rotation {
+                sid: &presented.sid(),
+                presented: &presented.hash(),
+                successor: &successor.hash(),
+                sealed_successor: "sealed",
+                grace_ms: 10_000,
+                refresh_ttl_ms: DAY_MS,
+                max_age_ms: 30 * DAY_MS,
+                max_rotations,
+                rotation_window_ms: 3_600_000,
+            })
+            .await
+            .unwrap();
+        (outcome, successor)
+    }
+
+    fn memory_usage(redis: &test_support::RedisServer, sid: &SessionId) -> u64 {
+        let mut conn = redis.connection();
+        [sess_key(sid), spent_key(sid)]
+            .iter()
+            .map(|key| {
+                let bytes: Option<u64> =
+                    redis::cmd("MEMORY").arg("USAGE").arg(key).query(&mut conn).unwrap();
+                bytes.unwrap_or(0)
+            })
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn ten_thousand_rotations_leave_a_bounded_footprint_and_recent_reuse_detected() {
+        let (redis, store) = test_util::store();
+        let (first, _) = login(&store).await;
+        let sid = first.sid();
+        let mut chain = vec![first];
+        let mut footprint_at_100 = 0;
+        for i in 1..=10_000 {
+            let (outcome, next) = rotation_with(&store, &chain[chain.len() - 1], u32::MAX).await;
+            assert!(matches!(outcome, RotateOutcome::Rotated { .. }), "rotation {i}: {outcome:?}");
+            chain.push(next);
+            if chain.len() > SPENT_DIGESTS_KEPT as usize + 2 {
+                chain.remove(0);
+            }
+            if i == 100 {
+                footprint_at_100 = memory_usage(&redis, &sid);
+            }
+        }
+        let footprint = memory_usage(&redis, &sid);
+        let spent: u64 =
+            redis::cmd("ZCARD").arg(spent_key(&sid)).query(&mut redis.connection()).unwrap();
+        assert_eq!(spent, u64::from(SPENT_DIGESTS_KEPT));
+        // Unbounded, 10 000 digests of 43 characters were over 500 KB.
+        assert!(footprint <= 8 * 1024, "10 000 rotations hold {footprint} bytes");
+        eprintln!(
+            "one session after 100 rotations: {footprint_at_100} B, after 10 000: {footprint} B"
+        );
+
+        // The oldest digest kept still counts as reuse; one older than that is only unknown.
+        // chain = [t(n-65), t(n-64), ..., t(n)], t(n) current.
+        let too_old = chain[0].clone();
+        let oldest_kept = chain[1].clone();
+        assert_eq!(rotate(&store, &too_old, 0).await, RotateOutcome::Unknown);
+        assert_eq!(rotate(&store, &oldest_kept, 0).await, RotateOutcome::Reuse { uid: UID.into() });
+    }
+
+    #[tokio::test]
+    async fn past_the_rotation_limit_nothing_changes_and_replays_are_not_counted() {
+        let (_redis, store) = test_util::store();
+        let (a, _) = login(&store).await;
+        let (outcome, b) = rotation_with(&store, &a, 2).await;
+        assert!(matches!(outcome, RotateOutcome::Rotated { .. }));
+        for _ in 0..5 {
+            let (outcome, _) = rotation_with(&store, &a, 2).await;
+            assert!(matches!(outcome, RotateOutcome::Replay { .. }), "{outcome:?}");
+        }
+        let (outcome, c) = rotation_with(&store, &b, 2).await;
+        assert!(
+            matches!(outcome, RotateOutcome::Rotated { .. }),
+            "replays were counted: {outcome:?}"
+        );
+        let (outcome, _) = rotation_with(&store, &c, 2).await;
+        let RotateOutcome::Limited { retry_ms } = outcome else { panic!("{outcome:?}") };
+        assert!((3_590_000..=3_600_000).contains(&retry_ms), "{retry_ms}");
+        // The refused token is still the current one: with a higher limit it rotates.
+        let (outcome, _) = rotation_with(&store, &c, 3).await;
+        assert!(matches!(outcome, RotateOutcome::Rotated { .. }), "{outcome:?}");
+    }
+
+    #[tokio::test]
+    async fn a_login_past_the_sessions_per_user_ends_the_oldest() {
+        let (_redis, store) = test_util::store();
+        let (oldest, _) = login(&store).await;
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        let (second, _) = login(&store).await;
+        for _ in 2..SESSIONS_PER_USER {
+            login(&store).await;
+        }
+        let token = RefreshToken::generate().unwrap();
+        let (sid, hash, roles) = (token.sid(), token.hash(), roles());
+        let created =
+            store.create_session(new_session(&sid, &hash, &roles)).await.unwrap().unwrap();
+        assert_eq!(created.evicted, [oldest.sid()]);
+        assert_eq!(rotate(&store, &oldest, 0).await, RotateOutcome::Unknown);
+        assert!(matches!(rotate(&store, &second, 0).await, RotateOutcome::Rotated { .. }));
+        assert_eq!(store.end_all_sessions(UID, DAY_MS).await.unwrap(), SESSIONS_PER_USER as usize);
+    }
+
+    #[tokio::test]
+    async fn a_full_redis_is_unavailable_and_changes_nothing() {
+        let (redis, store) = test_util::store();
+        let (token, _) = login(&store).await;
+        let mut conn = redis.connection();
+        let config = |conn: &mut redis::Connection, name: &str, value: &str| {
+            redis::cmd("CONFIG").arg("SET").arg(name).arg(value).query::<()>(conn).unwrap();
+        };
+        config(&mut conn, "maxmemory-policy", "noeviction");
+        config(&mut conn, "maxmemory", "1");
+        let successor = token.successor().unwrap();
+        let full = store
+            .rotate(Rotation {
+                sid: &token.sid(),
+                presented: &token.hash(),
+                successor: &successor.hash(),
+                sealed_successor: "sealed",
+                grace_ms: 10_000,
+                refresh_ttl_ms: DAY_MS,
+                max_age_ms: 30 * DAY_MS,
+                max_rotations: 10,
+                rotation_window_ms: 3_600_000,
+            })
+            .await;
+        assert!(
+            matches!(&full, Err(StoreError::Unavailable(m)) if m.contains("memory")),
+            "{full:?}"
+        );
+        let fresh = RefreshToken::generate().unwrap();
+        let (sid, hash, roles) = (fresh.sid(), fresh.hash(), roles());
+        let login = store.create_session(new_session(&sid, &hash, &roles)).await;
+        assert!(matches!(login, Err(StoreError::Unavailable(_))), "{login:?}");
+
+        config(&mut conn, "maxmemory", "0");
+        assert!(
+            matches!(rotate(&store, &token, 0).await, RotateOutcome::Rotated { .. }),
+            "the refused rotation changed nothing"
         );
     }
 }

@@ -7,4 +7,4 @@
 -- Slot: {<uid>} (both keys).
 redis.call('INCR', KEYS[2])
 redis.call('PEXPIRE', KEYS[2], ARGV[1])
-return redis.call('SMEMBERS', KEYS[1])
+return redis.call('ZRANGE', KEYS[1], 0, -1)
