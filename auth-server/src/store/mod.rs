@@ -8,6 +8,10 @@
 //! Key names put the part that identifies the owner in a `{...}` hash tag, so that the keys one
 //! script touches are in one cluster slot. The key table is in ARCHITECTURE.md.
 //!
+//! A new concern (e.g. the revocation list) is a new file here with its own `impl Store`
+//! block and its scripts in `store/lua/`, using `Store::call`, `Store::run` and `lua_script!`, so
+//! every call keeps the deadline and the error count.
+//!
 //! Every call has a deadline; past it, or when Redis cannot be reached, the caller gets
 //! [`StoreError::Unavailable`] and answers 503, never a verdict on the token.
 
