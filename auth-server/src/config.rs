@@ -36,12 +36,17 @@ pub struct Settings {
     pub session_max_age: Duration,
     /// `AUTH_REFRESH_REUSE_GRACE`: how long the token just rotated still returns its successor.
     pub refresh_reuse_grace: Duration,
+    /// `AUTH_REFRESH_MAX_ROTATIONS`: rotations one session may make per
+    /// `AUTH_REFRESH_ROTATION_WINDOW` (grace replays excepted); past it, 429.
+    pub refresh_max_rotations: u32,
+    /// `AUTH_REFRESH_ROTATION_WINDOW`: the window of `AUTH_REFRESH_MAX_ROTATIONS`.
+    pub refresh_rotation_window: Duration,
     /// `AUTH_REFRESH_COOKIE`: send the refresh token as an HttpOnly cookie instead of in the body.
     pub refresh_cookie: bool,
     /// `AUTH_TRUSTED_PROXIES`: proxies (IPs or CIDRs) whose `X-Forwarded-For` names the client.
     pub trusted_proxies: TrustedProxies,
-    /// `AUTH_LOGIN_MAX_FAILURES`, `AUTH_LOGIN_MAX_FAILURES_PER_ADDRESS`,
-    /// `AUTH_LOGIN_FAILURE_WINDOW`, `AUTH_LOGIN_LOCKOUT`, `AUTH_LOGIN_LOCKOUT_MAX`,
+    /// `AUTH_LOGIN_MAX_FAILURES` (per username and address), `AUTH_LOGIN_MAX_FAILURES_PER_ADDRESS`,
+    /// `AUTH_LOGIN_MAX_FAILURES_PER_USERNAME`, `AUTH_LOGIN_FAILURE_WINDOW`, `AUTH_LOGIN_LOCKOUT`, `AUTH_LOGIN_LOCKOUT_MAX`,
     /// `AUTH_REGISTER_MAX_PER_ADDRESS`, `AUTH_REGISTER_WINDOW`: see [`crate::throttle`].
     pub throttle: Limits,
     /// `AUTH_HASH_CONCURRENCY`: argon2 computations at once (default: the number of cores).
@@ -64,6 +69,8 @@ impl fmt::Debug for Settings {
             .field("refresh_token_ttl", &self.refresh_token_ttl)
             .field("session_max_age", &self.session_max_age)
             .field("refresh_reuse_grace", &self.refresh_reuse_grace)
+            .field("refresh_max_rotations", &self.refresh_max_rotations)
+            .field("refresh_rotation_window", &self.refresh_rotation_window)
             .field("refresh_cookie", &self.refresh_cookie)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("throttle", &self.throttle)
@@ -85,10 +92,13 @@ const DEFS: &[Setting] = &[
     Setting::new("refresh_token_ttl", "AUTH_REFRESH_TOKEN_TTL", "7d"),
     Setting::new("session_max_age", "AUTH_SESSION_MAX_AGE", "30d"),
     Setting::new("refresh_reuse_grace", "AUTH_REFRESH_REUSE_GRACE", "10s"),
+    Setting::new("refresh_max_rotations", "AUTH_REFRESH_MAX_ROTATIONS", "60"),
+    Setting::new("refresh_rotation_window", "AUTH_REFRESH_ROTATION_WINDOW", "1h"),
     Setting::new("refresh_cookie", "AUTH_REFRESH_COOKIE", "false"),
     Setting::new("trusted_proxies", "AUTH_TRUSTED_PROXIES", ""),
     Setting::new("login_max_failures", "AUTH_LOGIN_MAX_FAILURES", "5"),
     Setting::new("login_max_failures_per_address", "AUTH_LOGIN_MAX_FAILURES_PER_ADDRESS", "20"),
+    Setting::new("login_max_failures_per_username", "AUTH_LOGIN_MAX_FAILURES_PER_USERNAME", "50"),
     Setting::new("login_failure_window", "AUTH_LOGIN_FAILURE_WINDOW", "15m"),
     Setting::new("login_lockout", "AUTH_LOGIN_LOCKOUT", "1m"),
     Setting::new("login_lockout_max", "AUTH_LOGIN_LOCKOUT_MAX", "1h"),
@@ -163,6 +173,8 @@ impl Settings {
         if refresh_reuse_grace > Duration::from_secs(300) {
             return Err(invalid(cfg.setting("refresh_reuse_grace"), "must be at most 5m"));
         }
+        let refresh_max_rotations = count(cfg, "refresh_max_rotations", 1)?;
+        let refresh_rotation_window = at_least_1s(cfg, "refresh_rotation_window")?;
 
         let (cookie, d) = cfg.text("refresh_cookie")?;
         let refresh_cookie = match cookie.to_ascii_lowercase().as_str() {
@@ -175,8 +187,9 @@ impl Settings {
         let trusted_proxies = TrustedProxies::parse(&proxies).map_err(|e| invalid(d, e))?;
 
         let throttle = Limits {
-            max_failures_per_user: count(cfg, "login_max_failures", 1)?,
+            max_failures_per_pair: count(cfg, "login_max_failures", 1)?,
             max_failures_per_address: count(cfg, "login_max_failures_per_address", 1)?,
+            max_failures_per_username: count(cfg, "login_max_failures_per_username", 1)?,
             failure_window: at_least_1s(cfg, "login_failure_window")?,
             lockout: at_least_1s(cfg, "login_lockout")?,
             lockout_max: at_least_1s(cfg, "login_lockout_max")?,
@@ -212,6 +225,8 @@ impl Settings {
             refresh_token_ttl,
             session_max_age,
             refresh_reuse_grace,
+            refresh_max_rotations,
+            refresh_rotation_window,
             refresh_cookie,
             trusted_proxies,
             throttle,
@@ -233,13 +248,16 @@ impl Settings {
             refresh_token_ttl: Duration::from_secs(7 * 86_400),
             session_max_age: Duration::from_secs(30 * 86_400),
             refresh_reuse_grace: Duration::from_secs(10),
+            refresh_max_rotations: 60,
+            refresh_rotation_window: Duration::from_secs(3600),
             refresh_cookie: false,
             trusted_proxies: TrustedProxies::default(),
-            // Per-username limits as in production; every test client is 127.0.0.1, so the
-            // per-address ones are raised (the throttling tests lower them again).
+            // Per-pair and per-username limits as in production; every test client is
+            // 127.0.0.1, so the per-address ones are raised (the throttling tests lower them).
             throttle: Limits {
-                max_failures_per_user: 5,
+                max_failures_per_pair: 5,
                 max_failures_per_address: 10_000,
+                max_failures_per_username: 50,
                 failure_window: Duration::from_secs(900),
                 lockout: Duration::from_secs(60),
                 lockout_max: Duration::from_secs(3600),
@@ -289,10 +307,13 @@ mod tests {
         assert_eq!(s.refresh_token_ttl, Duration::from_secs(7 * 86_400));
         assert_eq!(s.session_max_age, Duration::from_secs(30 * 86_400));
         assert_eq!(s.refresh_reuse_grace, Duration::from_secs(10));
+        assert_eq!(s.refresh_max_rotations, 60);
+        assert_eq!(s.refresh_rotation_window, Duration::from_secs(3600));
         assert!(!s.refresh_cookie);
         assert!(s.trusted_proxies.nets().is_empty());
-        assert_eq!(s.throttle.max_failures_per_user, 5);
+        assert_eq!(s.throttle.max_failures_per_pair, 5);
         assert_eq!(s.throttle.max_failures_per_address, 20);
+        assert_eq!(s.throttle.max_failures_per_username, 50);
         assert_eq!(s.throttle.failure_window, Duration::from_secs(900));
         assert_eq!(s.throttle.lockout, Duration::from_secs(60));
         assert_eq!(s.throttle.lockout_max, Duration::from_secs(3600));
@@ -317,7 +338,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.trusted_proxies.nets().len(), 2);
-        assert_eq!(s.throttle.max_failures_per_user, 3);
+        assert_eq!(s.throttle.max_failures_per_pair, 3);
         assert_eq!(s.throttle.lockout, Duration::from_secs(30));
         assert_eq!((s.hash_concurrency, s.hash_queue), (1, 0));
         assert_eq!(s.shutdown_timeout, Duration::from_secs(2));
@@ -386,10 +407,13 @@ mod tests {
             ("AUTH_ACCESS_TOKEN_TTL", "0"),
             ("AUTH_ACCESS_TOKEN_TTL", "1500ms"),
             ("AUTH_SESSION_MAX_AGE", "0"),
+            ("AUTH_REFRESH_MAX_ROTATIONS", "0"),
+            ("AUTH_REFRESH_ROTATION_WINDOW", "500ms"),
             ("AUTH_REFRESH_COOKIE", "maybe"),
             ("AUTH_TRUSTED_PROXIES", "10.0.0.0/40"),
             ("AUTH_LOGIN_MAX_FAILURES", "0"),
             ("AUTH_LOGIN_MAX_FAILURES_PER_ADDRESS", "many"),
+            ("AUTH_LOGIN_MAX_FAILURES_PER_USERNAME", "0"),
             ("AUTH_LOGIN_LOCKOUT", "0"),
             ("AUTH_LOGIN_LOCKOUT_MAX", "1s"),
             ("AUTH_HASH_CONCURRENCY", "0"),

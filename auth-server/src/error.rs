@@ -85,6 +85,16 @@ pub enum SessionError {
     /// A stored successor that the presented token cannot open.
     #[error("stored successor does not open with the presented token")]
     Successor,
+    /// The session rotated as often as `AUTH_REFRESH_MAX_ROTATIONS` allows in its window.
+    #[error("rotation limit reached")]
+    RateLimited {
+        /// `Retry-After`.
+        retry_after_secs: u64,
+    },
+    /// A logout everywhere of the user ran while this login stored its session, which was
+    /// dropped: the client may log in again.
+    #[error("a logout everywhere ran during the login")]
+    LoggedOutMeanwhile,
 }
 
 fn store_error(e: &StoreError) -> ApiError {
@@ -163,6 +173,8 @@ impl From<SessionError> for ApiError {
             SessionError::Crypto(e) => internal(&e),
             SessionError::Sign(e) => internal(&e),
             SessionError::Successor => internal(&SessionError::Successor),
+            SessionError::LoggedOutMeanwhile => ApiError::unavailable(RETRY_AFTER_SECS),
+            SessionError::RateLimited { retry_after_secs } => rate_limited(retry_after_secs),
         }
     }
 }

@@ -792,13 +792,8 @@ fn check_kid(text: &str) -> Result<(), KeyFolderError> {
     if is_kid(text) { Ok(()) } else { Err(KeyFolderError::NotAKid(text.to_owned())) }
 }
 
-/// Now, in Unix seconds.
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-}
+/// Now, in Unix seconds: the crate's one clock.
+pub use crate::clock::now_secs;
 
 /// Reads a key or state file, refusing anything bigger than a key can be.
 fn read_small(path: &Path) -> Result<Vec<u8>, KeyFolderError> {

@@ -5,6 +5,7 @@
 //! the server that way (tests on port 0).
 
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod key_folder;
@@ -121,6 +122,8 @@ impl Application {
             refresh_ttl: settings.refresh_token_ttl,
             max_age: settings.session_max_age,
             grace: settings.refresh_reuse_grace,
+            max_rotations: settings.refresh_max_rotations,
+            rotation_window: settings.refresh_rotation_window,
         };
         let sessions = Sessions::new(store.clone(), keys.clone(), policy);
 
@@ -193,9 +196,4 @@ fn access_log() -> Logger {
         .custom_request_replace("method", |req: &ServiceRequest| req.method().to_string())
         .custom_request_replace("path", |req: &ServiceRequest| req.path().to_owned())
         .log_target("auth_server::access")
-}
-
-/// Now, in seconds since the Unix epoch.
-pub fn now_secs() -> u64 {
-    sessions::now_ms() / 1000
 }

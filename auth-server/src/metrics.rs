@@ -4,9 +4,9 @@
 //! | series | labels | what |
 //! |---|---|---|
 //! | `auth_logins_total` | `outcome`: `success` or the error code (`invalid_credentials`, `rate_limited`, `unavailable`, ...) | `POST /login` answers |
-//! | `auth_refresh_total` | `outcome`: `rotated`, `replay`, `reuse`, `unknown`, `expired`, `error` | `POST /token` rotations |
+//! | `auth_refresh_total` | `outcome`: `rotated`, `replay`, `limited` (the session's rotation limit), `reuse`, `unknown`, `expired`, `error` | `POST /token` rotations |
 //! | `auth_refresh_reuse_detected_total` | | spent refresh tokens presented again: **a security signal** (a stolen token, or a buggy client) |
-//! | `auth_sessions_revoked_total` | `reason`: `logout`, `logout_all`, `reuse`, `max_age` | sessions ended |
+//! | `auth_sessions_revoked_total` | `reason`: `logout`, `logout_all`, `reuse`, `max_age`, `evicted` (a login past the user's session limit) | sessions ended |
 //! | `auth_throttled_total` | `limit`: which limit answered 429 | throttled requests |
 //! | `auth_argon2_queue_depth` | | password checks waiting for a hashing slot |
 //! | `auth_argon2_running` | | password checks hashing right now |
@@ -33,7 +33,7 @@ static LOGINS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 static REFRESHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
         "auth_refresh_total",
-        "POST /token refresh-token rotations, by outcome: rotated, replay (within the reuse grace), reuse (spent token: session revoked), unknown, expired, error.",
+        "POST /token refresh-token rotations, by outcome: rotated, replay (within the reuse grace), limited (the session's rotation limit), reuse (spent token: session revoked), unknown, expired, error.",
         &["outcome"],
     )
 });
@@ -48,7 +48,7 @@ static REUSE_DETECTED: LazyLock<IntCounter> = LazyLock::new(|| {
 static SESSIONS_REVOKED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
         "auth_sessions_revoked_total",
-        "Sessions ended, by reason: logout, logout_all, reuse, max_age.",
+        "Sessions ended, by reason: logout, logout_all, reuse, max_age, evicted (a login past the user's session limit).",
         &["reason"],
     )
 });
@@ -100,10 +100,10 @@ pub fn init() {
     for outcome in ["success", "invalid_credentials", "rate_limited", "unavailable"] {
         LOGINS.with_label_values(&[outcome]);
     }
-    for outcome in ["rotated", "replay", "reuse", "unknown", "expired", "error"] {
+    for outcome in ["rotated", "replay", "limited", "reuse", "unknown", "expired", "error"] {
         REFRESHES.with_label_values(&[outcome]);
     }
-    for reason in ["logout", "logout_all", "reuse", "max_age"] {
+    for reason in ["logout", "logout_all", "reuse", "max_age", "evicted"] {
         SESSIONS_REVOKED.with_label_values(&[reason]);
     }
     LazyLock::force(&THROTTLED);

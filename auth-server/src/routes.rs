@@ -223,7 +223,8 @@ pub(crate) async fn login(
         (status = 200, description = "A new token pair", body = TokenResponseSchema),
         (status = 400, description = "No token (`invalid_request`), or unknown, expired, revoked or spent (`invalid_grant`)", body = ErrorBody),
         (status = 413, description = "Body over 16 KiB (`payload_too_large`)", body = ErrorBody),
-        (status = 503, description = "Redis down (`unavailable`); the token is kept", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 429, description = "The session rotated `AUTH_REFRESH_MAX_ROTATIONS` times in its window (`rate_limited`); the token is kept", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 503, description = "Redis down or full (`unavailable`); the token is kept", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 pub(crate) async fn token(

@@ -2,7 +2,7 @@
 //!
 //! The access token issued with a refresh token is a function of the session, the refresh
 //! token and the time of issue only (`jti` derived from the refresh token, `iat` = time of
-//! issue; RS256 signatures are deterministic). So when the reuse grace hands out the same
+//! issue, which is Redis's time of the login or rotation; RS256 signatures are deterministic). So when the reuse grace hands out the same
 //! successor again, re-signing gives the byte-identical pair without storing the access token.
 
 use std::sync::Arc;
@@ -10,10 +10,13 @@ use std::time::Duration;
 
 use access_token::AccessClaims;
 
+use crate::clock::millis;
 use crate::error::SessionError;
 use crate::metrics;
 use crate::signing_keys::LiveSigningKeys;
+use crate::store::sessions::{CreatedSession, SESSIONS_PER_USER};
 use crate::store::{NewSession, RotateOutcome, Rotation, SessionData, Store, UserRecord};
+use crate::throttle::retry_after_secs;
 use crate::tokens::{RefreshToken, SessionId, open_successor, seal_successor};
 
 /// The lifetimes and names that go into tokens.
@@ -31,6 +34,10 @@ pub struct Policy {
     pub max_age: Duration,
     /// Reuse grace after a rotation.
     pub grace: Duration,
+    /// Rotations one session may make per [`Self::rotation_window`] (replays excepted).
+    pub max_rotations: u32,
+    /// The window of [`Self::max_rotations`].
+    pub rotation_window: Duration,
 }
 
 /// A token pair, ready to send.
@@ -65,29 +72,46 @@ impl Sessions {
         &self.policy
     }
 
-    /// Starts a session for `user` (who just proved their password).
+    /// Starts a session for `user` (who just proved their password). Its creation time is
+    /// Redis's, so every instance computes the same max age and the same first `iat`.
     pub async fn login(&self, user: &UserRecord) -> Result<Issued, SessionError> {
         let token = RefreshToken::generate()?;
-        let now = now_ms();
+        let sid = token.sid();
+        let created = self
+            .store
+            .create_session(NewSession {
+                sid: &sid,
+                token_hash: &token.hash(),
+                uid: &user.id,
+                username: &user.username,
+                name: user.name.as_deref(),
+                roles: &user.roles,
+                scope: crate::tokens::ISSUED_SCOPE,
+                ttl_ms: millis(self.policy.refresh_ttl.min(self.policy.max_age)),
+                max_age_ms: millis(self.policy.max_age),
+            })
+            .await?;
+        let Some(CreatedSession { created_ms, evicted }) = created else {
+            log::info!("user {}: login raced a logout everywhere; its session dropped", user.id);
+            return Err(SessionError::LoggedOutMeanwhile);
+        };
+        if !evicted.is_empty() {
+            log::info!(
+                "user {}: {} oldest session(s) ended, past {SESSIONS_PER_USER} sessions",
+                user.id,
+                evicted.len()
+            );
+            metrics::sessions_revoked("evicted", u64::try_from(evicted.len()).unwrap_or(1));
+        }
         let data = SessionData {
             uid: user.id.clone(),
             username: user.username.clone(),
             name: user.name.clone(),
             roles: user.roles.clone(),
             scope: crate::tokens::ISSUED_SCOPE.to_owned(),
-            created_ms: now,
+            created_ms,
         };
-        let sid = token.sid();
-        self.store
-            .create_session(NewSession {
-                sid: &sid,
-                token_hash: &token.hash(),
-                data: &data,
-                ttl_ms: millis(self.policy.refresh_ttl.min(self.policy.max_age)),
-                max_age_ms: millis(self.policy.max_age),
-            })
-            .await?;
-        self.issue(&data, &sid, token, now)
+        self.issue(&data, &sid, token, created_ms)
     }
 
     /// Rotates `presented` (as the client sent it): a new pair, the same pair again within the
@@ -100,7 +124,6 @@ impl Sessions {
         let sid = presented.sid();
         let successor = presented.successor()?;
         let sealed = seal_successor(&presented, &successor)?;
-        let now = now_ms();
         let outcome = self
             .store
             .rotate(Rotation {
@@ -108,27 +131,35 @@ impl Sessions {
                 presented: &presented.hash(),
                 successor: &successor.hash(),
                 sealed_successor: &sealed,
-                now_ms: now,
                 grace_ms: millis(self.policy.grace),
                 refresh_ttl_ms: millis(self.policy.refresh_ttl),
                 max_age_ms: millis(self.policy.max_age),
+                max_rotations: self.policy.max_rotations,
+                rotation_window_ms: millis(self.policy.rotation_window),
             })
             .await
             .inspect_err(|_| metrics::refresh("error"))?;
         metrics::refresh(match &outcome {
             RotateOutcome::Rotated { .. } => "rotated",
             RotateOutcome::Replay { .. } => "replay",
+            RotateOutcome::Limited { .. } => "limited",
             RotateOutcome::Reuse { .. } => "reuse",
             RotateOutcome::Expired { .. } => "expired",
             RotateOutcome::Unknown => "unknown",
         });
         match outcome {
-            RotateOutcome::Rotated { session } => self.issue(&session, &sid, successor, now),
+            RotateOutcome::Rotated { session, rotated_ms } => {
+                self.issue(&session, &sid, successor, rotated_ms)
+            }
             RotateOutcome::Replay { session, sealed_successor, rotated_ms } => {
                 let successor =
                     open_successor(&presented, &sealed_successor).ok_or(SessionError::Successor)?;
                 log::debug!("session {sid}: refresh replayed within the grace");
                 self.issue(&session, &sid, successor, rotated_ms)
+            }
+            RotateOutcome::Limited { retry_ms } => {
+                log::info!("session {sid}: rotation limit reached");
+                Err(SessionError::RateLimited { retry_after_secs: retry_after_secs(retry_ms) })
             }
             RotateOutcome::Reuse { uid } => {
                 log::warn!(
@@ -164,7 +195,7 @@ impl Sessions {
 
     /// Ends every session of user `uid`.
     pub async fn logout_all(&self, uid: &str) -> Result<(), SessionError> {
-        let count = self.store.end_all_sessions(uid).await?;
+        let count = self.store.end_all_sessions(uid, millis(self.policy.max_age)).await?;
         log::info!("user {uid}: logged out everywhere ({count} session ids)");
         metrics::sessions_revoked("logout_all", u64::try_from(count).unwrap_or(u64::MAX));
         Ok(())
@@ -212,16 +243,4 @@ impl Sessions {
             refresh_expires_in: refresh_left_ms / 1000,
         })
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// Now, in ms since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(millis)
-        .unwrap_or_default()
 }

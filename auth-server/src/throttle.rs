@@ -1,33 +1,57 @@
 //! Login and registration throttling, and the client address it is keyed on.
 //!
-//! The counters live in Redis (see [`crate::store`]), so every auth-server instance sees the
-//! same ones. A login costs one round trip for them: the script that counts the attempt also
-//! fetches the user (and a success costs one more, to clear the username's count).
+//! The counters live in Redis (see [`crate::store::throttle`]), so every auth-server instance
+//! sees the same ones. Only a *verified* wrong password counts as a failure (an unknown
+//! username counts exactly like one: the same answer, the same time, the same counters);
+//! nothing is counted before the password check, so concurrent correct logins never refuse
+//! each other. Three counters, each with its own limit within `AUTH_LOGIN_FAILURE_WINDOW`:
 //!
-//! - Each login attempt counts as a failure *before* the password is checked, so a burst of
-//!   concurrent guesses cannot slip past the limit while the hashes run; a success takes its
-//!   own attempt back (and clears the username's count).
-//! - Past `AUTH_LOGIN_MAX_FAILURES` failures for one username, or
-//!   `AUTH_LOGIN_MAX_FAILURES_PER_ADDRESS` from one client address, within
-//!   `AUTH_LOGIN_FAILURE_WINDOW`, logins are refused with 429 for `AUTH_LOGIN_LOCKOUT`, doubled
-//!   at each further lockout up to `AUTH_LOGIN_LOCKOUT_MAX`. A locked username is refused
-//!   whether or not it exists, and before any password check, with the same answer.
-//! - Registration: at most `AUTH_REGISTER_MAX_PER_ADDRESS` attempts per client address per
-//!   `AUTH_REGISTER_WINDOW`.
+//! - **the pair** (username, client address): past `AUTH_LOGIN_MAX_FAILURES` failures, a hard
+//!   lockout of `AUTH_LOGIN_LOCKOUT`, doubled at each further one up to
+//!   `AUTH_LOGIN_LOCKOUT_MAX`: every login of that username from that address is refused,
+//!   even with the right password, before any check. An attacker locks only their own pair.
+//! - **the address** (across usernames): past `AUTH_LOGIN_MAX_FAILURES_PER_ADDRESS`, the same
+//!   doubling lockout for the attacker's address, for every username that has not logged in
+//!   from it before.
+//! - **the username** (across addresses): past `AUTH_LOGIN_MAX_FAILURES_PER_USERNAME` (a much
+//!   higher limit), the same doubling lockout, but only for addresses that have not logged this
+//!   user in before: a distributed guesser is slowed down, the owner at a known address never is.
+//!
+//! A successful login remembers its address bucket for the user (at most
+//! [`KNOWN_ADDRESSES_PER_USER`], each for [`KNOWN_ADDRESS_LIFETIME`] after its last login) and
+//! clears its pair's failures, not the address's or the username's (an attacker logging into
+//! an account of their own must not reset them). A burst of concurrent guesses is counted when
+//! each hash ends: it can overshoot a limit by the guesses in flight (bounded by
+//! `AUTH_HASH_CONCURRENCY + AUTH_HASH_QUEUE` per instance), and then each further `max`
+//! failures doubles the lockout again, so a burst goes to the cap at once.
+//!
+//! Registration: at most `AUTH_REGISTER_MAX_PER_ADDRESS` attempts per client address per
+//! `AUTH_REGISTER_WINDOW`.
 //!
 //! IPv6 clients are counted per /64 (one customer's network), IPv4 per address.
 
-use std::fmt;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+pub use ipnet::IpNet;
+use ipnet::Ipv4Net;
+
+/// How many addresses a user's successful logins are remembered from (the most recent).
+pub const KNOWN_ADDRESSES_PER_USER: u32 = 16;
+/// How long an address stays known after its last successful login of the user.
+pub const KNOWN_ADDRESS_LIFETIME: Duration = Duration::from_secs(90 * 86_400);
 
 /// The throttling thresholds (from the settings).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Failures allowed per username within the window.
-    pub max_failures_per_user: u32,
-    /// Failures allowed per client address within the window.
+    /// Failures allowed per (username, address) pair within the window (hard lockout).
+    pub max_failures_per_pair: u32,
+    /// Failures allowed per client address within the window, across usernames.
     pub max_failures_per_address: u32,
+    /// Failures allowed per username within the window, across addresses (locks out only
+    /// addresses that have not logged the user in before).
+    pub max_failures_per_username: u32,
     /// How long failures are remembered after the last one.
     pub failure_window: Duration,
     /// The first lockout; each further one doubles it.
@@ -40,64 +64,53 @@ pub struct Limits {
     pub register_window: Duration,
 }
 
+/// What Redis says about a login before its password is checked (ms left of each lockout).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoginLocks {
+    /// The (username, address) pair's lockout.
+    pub pair_ms: u64,
+    /// The address's lockout.
+    pub address_ms: u64,
+    /// The username-wide lockout.
+    pub username_ms: u64,
+    /// Whether this address has logged this user in before.
+    pub known_address: bool,
+}
+
+impl LoginLocks {
+    /// `Some(ms to wait)` when the login must be refused before its password is checked: the
+    /// pair's lockout always; the address's and the username's only for an address that has
+    /// not logged this user in before.
+    pub fn refusal(&self) -> Option<u64> {
+        let mut wait = self.pair_ms;
+        if !self.known_address {
+            wait = wait.max(self.address_ms).max(self.username_ms);
+        }
+        (wait > 0).then_some(wait)
+    }
+}
+
 /// Whole seconds for `Retry-After`, rounded up, at least 1.
 pub fn retry_after_secs(wait_ms: u64) -> u64 {
     wait_ms.div_ceil(1000).max(1)
 }
 
-/// An IP network: an address and a prefix length (`10.0.0.0/8`, `::1/128`, `192.0.2.7`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl IpNet {
-    /// Parses `addr` or `addr/prefix`.
-    pub fn parse(text: &str) -> Option<Self> {
-        let (addr, prefix) = match text.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (text, None),
-        };
-        let addr: IpAddr = addr.parse().ok()?;
-        let addr = addr.to_canonical();
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && p.len() <= 3 => {
-                p.parse::<u8>().ok()?
-            }
-            Some(_) => return None,
-            None => max,
-        };
-        (prefix <= max).then_some(Self { addr, prefix })
+/// Parses an IP network of `AUTH_TRUSTED_PROXIES`: `addr/prefix` or a bare address (one host).
+/// An IPv4-mapped IPv6 network (`::ffff:10.0.0.0/104`) is its IPv4 network, as peers are
+/// compared in canonical form.
+pub fn parse_net(text: &str) -> Option<IpNet> {
+    let net = if text.contains('/') {
+        text.parse::<IpNet>().ok()?
+    } else {
+        IpNet::from(text.parse::<IpAddr>().ok()?)
+    };
+    if let IpNet::V6(v6) = net
+        && let Some(v4) = v6.addr().to_ipv4_mapped()
+        && v6.prefix_len() >= 96
+    {
+        return Ipv4Net::new(v4, v6.prefix_len() - 96).ok().map(IpNet::V4);
     }
-
-    /// Whether `ip` is in the network.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                prefix_eq(u128::from(net.to_bits()), u128::from(ip.to_bits()), self.prefix, 32)
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                prefix_eq(net.to_bits(), ip.to_bits(), self.prefix, 128)
-            }
-            _ => false,
-        }
-    }
-}
-
-fn prefix_eq(a: u128, b: u128, prefix: u8, bits: u8) -> bool {
-    if prefix == 0 {
-        return true;
-    }
-    let shift = u32::from(bits - prefix.min(bits));
-    (a >> shift) == (b >> shift)
-}
-
-impl fmt::Display for IpNet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
+    Some(net)
 }
 
 /// `AUTH_TRUSTED_PROXIES`: the reverse proxies whose `X-Forwarded-For` is believed.
@@ -109,14 +122,15 @@ impl TrustedProxies {
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut nets = Vec::new();
         for item in text.split(|c: char| c == ',' || c.is_whitespace()).filter(|s| !s.is_empty()) {
-            nets.push(IpNet::parse(item).ok_or_else(|| format!("`{item}` is not an IP or CIDR"))?);
+            nets.push(parse_net(item).ok_or_else(|| format!("`{item}` is not an IP or CIDR"))?);
         }
         Ok(Self(nets))
     }
 
     /// Whether `ip` is one of the trusted proxies.
     pub fn trusts(&self, ip: IpAddr) -> bool {
-        self.0.iter().any(|net| net.contains(ip))
+        let ip = ip.to_canonical();
+        self.0.iter().any(|net| net.contains(&ip))
     }
 
     /// The networks.
@@ -137,6 +151,10 @@ impl TrustedProxies {
     ) -> IpAddr {
         let mut client = peer.to_canonical();
         if !self.trusts(client) {
+            let mut forwarded_for = forwarded_for;
+            if forwarded_for.next().is_some() {
+                warn_untrusted_forwarding(client);
+            }
             return client;
         }
         for value in forwarded_for.rev() {
@@ -151,6 +169,22 @@ impl TrustedProxies {
             }
         }
         client
+    }
+}
+
+/// Logs, once per process, that `X-Forwarded-For` came from a peer that is not trusted: behind
+/// a reverse proxy that is not in `AUTH_TRUSTED_PROXIES`, every client shares the proxy's
+/// throttling buckets (one lockout for everyone). The header itself is ignored.
+fn warn_untrusted_forwarding(peer: IpAddr) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        log::warn!(
+            "X-Forwarded-For from {peer}, which is not in AUTH_TRUSTED_PROXIES, is ignored: if a \
+             reverse proxy forwards requests from there, every client behind it shares one \
+             throttling bucket (one lockout for all of them); set AUTH_TRUSTED_PROXIES to the \
+             proxy's address or network (e.g. AUTH_TRUSTED_PROXIES={peer}); see \
+             docs/hardening.md. Logged once."
+        );
     }
 }
 
@@ -188,15 +222,19 @@ mod tests {
 
     #[test]
     fn networks_parse_and_match() {
-        let net = IpNet::parse("10.1.0.0/16").unwrap();
-        assert!(net.contains(ip("10.1.200.3")));
-        assert!(!net.contains(ip("10.2.0.1")));
-        assert!(net.contains(ip("::ffff:10.1.0.9")), "IPv4-mapped IPv6 is the IPv4 address");
-        assert!(IpNet::parse("0.0.0.0/0").unwrap().contains(ip("8.8.8.8")));
-        assert!(IpNet::parse("::1").unwrap().contains(ip("::1")));
-        assert!(IpNet::parse("fd00::/8").unwrap().contains(ip("fd12::1")));
+        let trusts = |nets: &str, addr: &str| TrustedProxies::parse(nets).unwrap().trusts(ip(addr));
+        assert!(trusts("10.1.0.0/16", "10.1.200.3"));
+        assert!(!trusts("10.1.0.0/16", "10.2.0.1"));
+        assert!(trusts("10.1.0.0/16", "::ffff:10.1.0.9"), "IPv4-mapped IPv6 is the IPv4 address");
+        assert!(trusts("::ffff:10.1.0.0/112", "10.1.0.9"), "and a mapped network its IPv4 one");
+        assert!(trusts("0.0.0.0/0", "8.8.8.8"));
+        assert!(trusts("::1", "::1"));
+        assert!(trusts("192.0.2.7", "192.0.2.7"));
+        assert!(!trusts("192.0.2.7", "192.0.2.8"));
+        assert!(trusts("fd00::/8", "fd12::1"));
+        assert!(!trusts("fd00::/8", "10.0.0.1"));
         for bad in ["", "10.0.0.0/33", "::/129", "10.0.0.1/", "10.0.0.1/-1", "x", "10.0.0.1/+8"] {
-            assert!(IpNet::parse(bad).is_none(), "{bad}");
+            assert!(parse_net(bad).is_none(), "{bad}");
         }
         assert!(TrustedProxies::parse("10.0.0.1, 172.16.0.0/12 ::1").unwrap().nets().len() == 3);
         assert!(TrustedProxies::parse("10.0.0.1,nope").unwrap_err().contains("nope"));
@@ -235,6 +273,18 @@ mod tests {
         assert_eq!(address_bucket(ip("2001:db8:1:2:3:4:5:6")), "2001:db8:1:2::/64");
         assert_eq!(address_bucket(ip("::ffff:192.0.2.1")), "192.0.2.1");
         assert_eq!(address_bucket(ip("192.0.2.1")), "192.0.2.1");
+    }
+
+    #[test]
+    fn only_the_pair_lock_refuses_a_known_address() {
+        let none = LoginLocks::default();
+        assert_eq!(none.refusal(), None);
+        let pair = LoginLocks { pair_ms: 5, known_address: true, ..none };
+        assert_eq!(pair.refusal(), Some(5), "the pair lock is hard");
+        let wide = LoginLocks { address_ms: 7, username_ms: 9, ..none };
+        assert_eq!(wide.refusal(), Some(9), "the longest lock of an unknown address");
+        assert_eq!(LoginLocks { known_address: true, ..wide }.refusal(), None);
+        assert_eq!(LoginLocks { pair_ms: 3, known_address: true, ..wide }.refusal(), Some(3));
     }
 
     #[test]

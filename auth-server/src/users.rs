@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::error::{InvalidField, LoginError, RegisterError};
 use crate::passwords::{Hasher, Password};
-use crate::store::{LoginAttempt, LoginThrottle, Store, UserRecord};
+use crate::store::{Store, UserRecord};
 use crate::throttle::{Limits, address_bucket, retry_after_secs};
 
 /// Role every new user gets.
@@ -149,7 +149,7 @@ impl Accounts {
             phc: Arc::from(phc),
             roles: vec![DEFAULT_ROLE.to_owned()],
         };
-        if self.store.create_user(&user, crate::now_secs()).await? {
+        if self.store.create_user(&user).await? {
             log::info!("registered user {} ({})", user.username, user.id);
             Ok(user)
         } else {
@@ -158,8 +158,9 @@ impl Accounts {
     }
 
     /// Checks a username and password from `client`. Unknown users are verified against the
-    /// dummy hash, so both failures take the same time and give the same error; a locked-out
-    /// username or address is refused before any check, whether the user exists or not.
+    /// dummy hash and counted like a wrong password, so both take the same time, give the
+    /// same error and move the same counters. A login refused by a lockout (see
+    /// [`crate::throttle`]) is refused before any check, whether the user exists or not.
     pub async fn authenticate(
         &self,
         username: &str,
@@ -169,37 +170,23 @@ impl Accounts {
         check_login_fields(username, &password)?;
         let normalized = normalize_username(username).ok();
         let address = address_bucket(client);
-        let throttle = LoginThrottle {
-            username: normalized.as_deref(),
-            address: &address,
-            limits: &self.limits,
-        };
-        let user = match self.store.login_attempt(&throttle, crate::sessions::now_ms()).await? {
-            LoginAttempt::Locked { wait_ms } => {
-                log::info!("login from {client} rate-limited");
-                return Err(LoginError::RateLimited {
-                    retry_after_secs: retry_after_secs(wait_ms),
-                });
-            }
-            LoginAttempt::Open(user) => user,
-        };
-        let phc = user.as_ref().map_or_else(|| self.dummy_phc.clone(), |u| u.phc.clone());
-        let matches = match self.hasher.verify(password, phc).await {
-            Ok(matches) => matches,
-            Err(e) => {
-                // The password was never checked: take the attempt back (best effort).
-                if let Err(e) = self.store.login_settle(&throttle, false).await {
-                    log::warn!("could not take back a login attempt: {e}");
-                }
-                return Err(e.into());
-            }
-        };
-        match user {
-            Some(user) if matches => {
-                self.store.login_settle(&throttle, true).await?;
+        let state = self.store.login_state(normalized.as_deref(), &address).await?;
+        if let Some(wait_ms) = state.locks.refusal() {
+            log::info!("login from {client} rate-limited");
+            return Err(LoginError::RateLimited { retry_after_secs: retry_after_secs(wait_ms) });
+        }
+        let phc = state.user.as_ref().map_or_else(|| self.dummy_phc.clone(), |u| u.phc.clone());
+        // Nothing was counted yet: a refused hash (503) costs the client nothing.
+        let matches = self.hasher.verify(password, phc).await?;
+        match (state.user, normalized) {
+            (Some(user), Some(name)) if matches => {
+                self.store.login_succeeded(&name, &address).await?;
                 Ok(user)
             }
-            _ => Err(LoginError::InvalidCredentials),
+            (_, name) => {
+                self.store.login_failed(name.as_deref(), &address, &self.limits).await?;
+                Err(LoginError::InvalidCredentials)
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use auth_server::passwords::Password;
 use auth_server::routes::{LoginBody, RegisterBody, refresh_token_from_body};
-use auth_server::throttle::{IpNet, TrustedProxies, address_bucket};
+use auth_server::throttle::{TrustedProxies, address_bucket, parse_net};
 use auth_server::tokens::{RefreshToken, SessionId};
 use auth_server::users::{check_login_fields, check_password, normalize_name, normalize_username};
 use libfuzzer_sys::fuzz_target;
@@ -69,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
                 let _ = token.hash();
             }
             let _ = SessionId::parse(text);
-            let _ = IpNet::parse(text);
+            let _ = parse_net(text);
             if let Ok(trusted) = TrustedProxies::parse(text) {
                 let peer: IpAddr = [10, 0, 0, 1].into();
                 let _ = address_bucket(trusted.client_addr(peer, text.split('\n')));

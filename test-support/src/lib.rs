@@ -1,139 +1,84 @@
 //! Test harness shared by the integration tests of every crate.
 //!
-//! [`RedisServer`] starts a private `redis-server` (from `PATH`) on a free loopback port in a
-//! temporary directory and kills it on drop, so tests never touch a developer's Redis on 6379.
+//! Every Redis it starts runs from `PATH` on free loopback ports, in temp dirs, and is killed by
+//! PID on drop, so tests never touch a developer's Redis on 6379:
+//! - [`RedisServer`]: one server, optionally with AOF, `requirepass`, ACL users and TLS
+//!   ([`RedisServer::builder`]);
+//! - [`RedisCluster`]: 3 primaries + 3 replicas, with failover, kill/restart and resharding;
+//! - [`RedisSentinel`]: a primary, a replica and 3 sentinels, with failover and kill/restart;
+//! - [`TestRedis`]: one of the three, picked by `TEST_REDIS_MODE`, with the `AUTH_REDIS_*`
+//!   variables a server under test needs and mode-independent inspection helpers.
 
 #![allow(clippy::expect_used, clippy::panic)] // a test harness: failing loudly is its job
 
+mod access;
+mod cluster;
+mod mode;
+mod node;
+mod sentinel;
+mod standalone;
+mod tls;
+
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-/// A `redis-server` owned by the test; killed (by PID) on drop.
-#[derive(Debug)]
-pub struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-    dir: tempfile::TempDir,
-    appendonly: bool,
-}
-
-impl RedisServer {
-    /// Starts a Redis without persistence.
-    pub fn start() -> Self {
-        Self::start_with(false)
-    }
-
-    /// Starts a Redis with append-only persistence (`appendfsync always`) in its temp dir.
-    pub fn start_with_aof() -> Self {
-        Self::start_with(true)
-    }
-
-    fn start_with(appendonly: bool) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir for redis");
-        let port = free_port();
-        let mut server = Self { child: None, port, dir, appendonly };
-        server.spawn();
-        server
-    }
-
-    fn spawn(&mut self) {
-        let mut cmd = Command::new("redis-server");
-        cmd.arg("--port")
-            .arg(self.port.to_string())
-            .arg("--bind")
-            .arg("127.0.0.1")
-            .arg("--dir")
-            .arg(self.dir.path())
-            .arg("--save")
-            .arg("")
-            .arg("--daemonize")
-            .arg("no")
-            .arg("--protected-mode")
-            .arg("yes")
-            .arg("--logfile")
-            .arg(self.dir.path().join("redis.log"));
-        if self.appendonly {
-            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
-        } else {
-            cmd.args(["--appendonly", "no"]);
-        }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH (apt-get install redis-server)");
-        self.child = Some(child);
-        wait_for_port(self.port, Duration::from_secs(10));
-        self.wait_ping();
-    }
-
-    fn wait_ping(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let client = redis::Client::open(self.url()).expect("redis url");
-        while Instant::now() < deadline {
-            if let Ok(mut c) = client.get_connection()
-                && redis::cmd("PING").query::<String>(&mut c).is_ok()
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server on port {} did not answer PING", self.port);
-    }
-
-    /// `redis://127.0.0.1:<port>`.
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// The port it listens on.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// The temp dir holding its data and log.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Kills the server (SIGKILL) and waits for it; the port stays reserved for [`Self::restart`].
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts it again on the same port and data dir (with AOF, the data comes back).
-    pub fn restart(&mut self) {
-        self.stop();
-        self.spawn();
-    }
-
-    /// A synchronous connection, for tests that inspect what the servers stored.
-    pub fn connection(&self) -> redis::Connection {
-        redis::Client::open(self.url())
-            .expect("redis url")
-            .get_connection()
-            .expect("redis connection")
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
+pub use access::RedisOptions;
+pub use cluster::{ClusterNode, NodeRole, RedisCluster, RedisClusterBuilder, Reshard};
+pub use mode::{RedisMode, TestConnection, TestRedis};
+pub use sentinel::{RedisSentinel, RedisSentinelBuilder};
+pub use standalone::{RedisServer, RedisServerBuilder};
+pub use tls::TlsFiles;
 
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    free_ports(1)[0]
+}
+
+/// `n` distinct ports that were free a moment ago on 127.0.0.1 (all bound at once, so the OS
+/// cannot hand out the same one twice).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("a free loopback port"))
+        .collect();
+    listeners.iter().map(|l| l.local_addr().expect("a bound address").port()).collect()
+}
+
+/// The value of `field` in `INFO` / `CLUSTER INFO` text (`field:value` lines).
+pub fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
+    info.lines().find_map(|line| {
+        line.strip_prefix(field).and_then(|rest| rest.strip_prefix(':')).map(str::trim)
+    })
+}
+
+/// Polls `check` every 50 ms until it returns `Ok`, panicking after `timeout` with the last
+/// reason it gave (so a stuck cluster says what it is stuck on). With `TEST_SUPPORT_TRACE` set,
+/// every new reason is printed with the time spent so far, to see where a start or failover
+/// spends its time.
+pub(crate) fn wait_until<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let started = Instant::now();
+    let trace = std::env::var_os("TEST_SUPPORT_TRACE").is_some();
+    let mut last = String::new();
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(reason) if started.elapsed() >= timeout => {
+                panic!("{what}: not done after {timeout:?}: {reason}")
+            }
+            Err(reason) => {
+                if trace && reason != last {
+                    eprintln!("[{:>6.2?}] waiting for {what}: {reason}", started.elapsed());
+                    last = reason;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
 }
 
 /// Waits until something accepts TCP connections on 127.0.0.1:`port`.

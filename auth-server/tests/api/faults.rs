@@ -61,3 +61,35 @@ async fn a_redis_restart_with_append_only_persistence_loses_no_session() {
     // And the user.
     assert_eq!(app.login(&username).await.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_redis_answers_503_never_500_or_invalid_grant_and_keeps_the_tokens() {
+    let app = spawn_app_on(RedisServer::start(), |_| {}).await;
+    let username = unique_user("full");
+    let token = app.signed_up(&username).await.refresh_token();
+    let mut conn = app.redis.connection();
+    let set = |conn: &mut redis::Connection, name: &str, value: &str| {
+        redis::cmd("CONFIG").arg("SET").arg(name).arg(value).query::<()>(conn).unwrap();
+    };
+    set(&mut conn, "maxmemory-policy", "noeviction");
+    set(&mut conn, "maxmemory", "1");
+
+    let login = json!({ "username": username, "password": PASSWORD });
+    let wrong = json!({ "username": username, "password": "a wrong password" });
+    let register = json!({ "username": unique_user("full-new"), "password": PASSWORD });
+    let refresh = json!({ "refresh_token": token });
+    for (path, body) in
+        [("/login", &login), ("/login", &wrong), ("/token", &refresh), ("/register", &register)]
+    {
+        let reply = app.post_json(path, body).await;
+        assert_eq!(reply.status, 503, "{path}: {}", reply.text);
+        assert_eq!(reply.error(), "unavailable");
+        assert!(reply.header("retry-after").is_some(), "{path}");
+        assert!(!reply.text.to_lowercase().contains("memory"), "{path}: {}", reply.text);
+    }
+
+    set(&mut conn, "maxmemory", "0");
+    let reply = app.refresh(&token).await;
+    assert_eq!(reply.status, 200, "the refused rotation kept the token: {}", reply.text);
+    assert_eq!(app.login(&username).await.status, 200);
+}

@@ -23,6 +23,8 @@ async fn during_a_login_flood_healthz_and_token_answer_quickly_and_memory_stays_
             ("AUTH_HASH_QUEUE", "16"),
             ("AUTH_LOGIN_MAX_FAILURES", "100000"),
             ("AUTH_LOGIN_MAX_FAILURES_PER_ADDRESS", "100000"),
+            // The probe below rotates one session every 50 ms.
+            ("AUTH_REFRESH_MAX_ROTATIONS", "100000"),
         ],
     )
     .await;

@@ -196,3 +196,55 @@ async fn an_idle_session_ends_after_the_refresh_token_ttl() {
     assert_eq!(reply.status, 400, "{}", reply.text);
     assert_eq!(reply.error(), "invalid_grant");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_rotation_limit_refresh_answers_429_and_a_grace_replay_is_not_counted() {
+    let app = spawn_app_with(|s| {
+        s.refresh_max_rotations = 2;
+        s.refresh_rotation_window = Duration::from_secs(2);
+    })
+    .await;
+    let a = app.signed_up(&unique_user("limit")).await.refresh_token();
+    let b_reply = app.refresh(&a).await;
+    let b = b_reply.refresh_token();
+    // Replays within the grace (a client that lost the response, several tabs) are free.
+    for _ in 0..5 {
+        let again = app.refresh(&a).await;
+        assert_eq!(again.text, b_reply.text);
+    }
+    let c = app.refresh(&b).await.refresh_token();
+    let limited = app.refresh(&c).await;
+    assert_eq!(limited.status, 429, "{}", limited.text);
+    assert_eq!(limited.error(), "rate_limited");
+    let retry: u64 = limited.header("retry-after").expect("Retry-After").parse().unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    // The refused token is kept, not spent: after the window it rotates.
+    tokio::time::sleep(Duration::from_millis(retry * 1000 + 100)).await;
+    let d = app.refresh(&c).await;
+    assert_eq!(d.status, 200, "{}", d.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_rotations_of_one_session_leave_its_redis_footprint_bounded() {
+    let app = spawn_app_with(|s| s.refresh_max_rotations = 1_000_000).await;
+    let login = app.signed_up(&unique_user("churn")).await.tokens();
+    let sid = claims_of(&login.access_token)["sid"].as_str().unwrap().to_owned();
+    let mut token = login.refresh_token.unwrap();
+    for i in 0..10_000 {
+        let reply = app.refresh(&token).await;
+        assert_eq!(reply.status, 200, "rotation {i}: {}", reply.text);
+        token = reply.refresh_token();
+    }
+    let mut conn = app.redis.connection();
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("*{{{sid}}}*")).query(&mut conn).unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let mut bytes = 0;
+    for key in &keys {
+        let usage: u64 = redis::cmd("MEMORY").arg("USAGE").arg(key).query(&mut conn).unwrap();
+        bytes += usage;
+    }
+    // Every spent digest kept, 10 000 of them, would be over 500 KB.
+    assert!(bytes <= 8 * 1024, "one session holds {bytes} bytes after 10 000 rotations: {keys:?}");
+    assert_eq!(app.refresh(&token).await.status, 200);
+}

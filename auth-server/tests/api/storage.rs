@@ -32,6 +32,7 @@ async fn redis_holds_neither_the_refresh_token_nor_the_password_after_a_login() 
         let values: Vec<Vec<u8>> = match kind.as_str() {
             "hash" => redis::cmd("HGETALL").arg(key).query(&mut conn).unwrap(),
             "set" => redis::cmd("SMEMBERS").arg(key).query(&mut conn).unwrap(),
+            "zset" => redis::cmd("ZRANGE").arg(key).arg(0).arg(-1).query(&mut conn).unwrap(),
             "string" => vec![redis::cmd("GET").arg(key).query(&mut conn).unwrap()],
             other => panic!("unexpected type {other} for {key}"),
         };

@@ -23,9 +23,18 @@ async fn login_at(app: &TestApp, base: &str, username: &str, password: &str) -> 
 }
 
 async fn login_from(app: &TestApp, forwarded_for: &str, username: &str) -> Reply {
-    let body = json!({ "username": username, "password": "a wrong password" });
+    login_as(app, forwarded_for, username, "a wrong password").await
+}
+
+/// A login from client `forwarded_for` (the app must trust 127.0.0.1 as a proxy).
+async fn login_as(app: &TestApp, forwarded_for: &str, username: &str, password: &str) -> Reply {
+    let body = json!({ "username": username, "password": password });
     let req = app.client.post(app.url("/login")).header("x-forwarded-for", forwarded_for);
     read(req.json(&body).send().await.unwrap()).await
+}
+
+fn behind_proxy(s: &mut Settings) {
+    s.trusted_proxies = auth_server::throttle::TrustedProxies::parse("127.0.0.1").unwrap();
 }
 
 fn assert_rate_limited(reply: &Reply) -> u64 {
@@ -67,7 +76,7 @@ async fn five_wrong_passwords_spread_over_two_instances_lock_the_username_with_4
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_successful_login_clears_the_usernames_failures() {
+async fn a_successful_login_clears_the_failures_of_its_username_and_address() {
     let app = spawn_app_with(|_| {}).await;
     let username = unique_user("clears");
     assert_eq!(app.register(&username).await.status, 201);
@@ -83,7 +92,7 @@ async fn a_successful_login_clears_the_usernames_failures() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_lockout_lasts_twice_as_long_as_the_one_before_up_to_the_cap() {
     let app = spawn_app_with(|s| {
-        s.throttle.max_failures_per_user = 2;
+        s.throttle.max_failures_per_pair = 2;
         s.throttle.lockout = Duration::from_secs(1);
         s.throttle.lockout_max = Duration::from_secs(2);
     })
@@ -143,4 +152,150 @@ async fn registrations_from_one_address_are_rate_limited() {
     // Invalid requests are answered 400 without counting (nothing expensive was done).
     let bad = app.post_json("/register", &json!({ "username": "!", "password": PASSWORD })).await;
     assert_eq!(bad.status, 400, "{}", bad.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_four_concurrent_correct_logins_of_one_user_all_get_200() {
+    // Even with a limit of one failure: nothing is counted before the password is checked.
+    let app = spawn_app_with(|s| {
+        s.throttle.max_failures_per_pair = 1;
+        s.throttle.max_failures_per_address = 1;
+        s.throttle.max_failures_per_username = 1;
+    })
+    .await;
+    let username = unique_user("family");
+    assert_eq!(app.register(&username).await.status, 201);
+    let replies = futures_util::future::join_all((0..24).map(|_| app.login(&username))).await;
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attacker_address_locks_itself_out_while_the_owner_logs_in_from_another() {
+    let app = spawn_app_with(behind_proxy).await;
+    let username = unique_user("victim");
+    assert_eq!(app.register(&username).await.status, 201);
+    let attacker = "203.0.113.66";
+    for i in 0..5 {
+        let reply = login_from(&app, attacker, &username).await;
+        assert_eq!(reply.status, 401, "guess {i}: {}", reply.text);
+    }
+    let locked = login_from(&app, attacker, &username).await;
+    assert_rate_limited(&locked);
+    // The pair's lockout is hard: the right password from the attacker's address waits too.
+    assert_rate_limited(&login_as(&app, attacker, &username, PASSWORD).await);
+    // The owner, from an address that never logged in before, is not locked out.
+    let owner = login_as(&app, "198.51.100.7", &username, PASSWORD).await;
+    assert_eq!(owner.status, 200, "{}", owner.text);
+    // Nor by a guesser elsewhere, and the attacker's lock survives the owner's success.
+    assert_rate_limited(&login_from(&app, attacker, &username).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_that_guesses_across_usernames_is_locked_out_for_usernames_new_to_it() {
+    let app = spawn_app_with(|s| {
+        behind_proxy(s);
+        s.throttle.max_failures_per_address = 4;
+    })
+    .await;
+    let (victim, regular) = (unique_user("sprayed"), unique_user("regular"));
+    for user in [&victim, &regular] {
+        assert_eq!(app.register(user).await.status, 201);
+    }
+    let shared = "192.0.2.44";
+    // Someone behind that address logged in before (a shared NAT).
+    assert_eq!(login_as(&app, shared, &regular, PASSWORD).await.status, 200);
+    for _ in 0..4 {
+        let reply = login_from(&app, shared, &unique_user("spray")).await;
+        assert_eq!(reply.status, 401, "{}", reply.text);
+    }
+    // Locked for every username the address never logged in: even the right password.
+    assert_rate_limited(&login_from(&app, shared, &unique_user("spray")).await);
+    assert_rate_limited(&login_as(&app, shared, &victim, PASSWORD).await);
+    // The user known at that address still gets in; other addresses are not affected.
+    assert_eq!(login_as(&app, shared, &regular, PASSWORD).await.status, 200);
+    assert_eq!(login_as(&app, "192.0.2.45", &victim, PASSWORD).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_username_wide_flood_the_owner_still_logs_in_from_an_address_used_before() {
+    let app = spawn_app_with(|s| {
+        behind_proxy(s);
+        s.throttle.max_failures_per_username = 10;
+    })
+    .await;
+    let username = unique_user("famous");
+    let ghost = unique_user("ghost");
+    assert_eq!(app.register(&username).await.status, 201);
+    let home = "198.51.100.20";
+    assert_eq!(login_as(&app, home, &username, PASSWORD).await.status, 200);
+
+    // Twelve addresses, each below the pair limit, guess the username (and a ghost username).
+    let mut last = (None, None);
+    for i in 1..=12 {
+        let from = format!("203.0.113.{i}");
+        for (name, slot) in [(&username, &mut last.0), (&ghost, &mut last.1)] {
+            let reply = login_from(&app, &from, name).await;
+            *slot = Some(reply);
+        }
+    }
+    let (real, unknown) = (last.0.unwrap(), last.1.unwrap());
+    // Past the username-wide limit, new addresses wait, the same way for a ghost username.
+    assert_rate_limited(&real);
+    assert_rate_limited(&unknown);
+    assert_eq!(real.text, unknown.text);
+    let new_device = login_as(&app, "192.0.2.99", &username, PASSWORD).await;
+    assert_rate_limited(&new_device);
+    // The owner at home is never refused by the username-wide limit.
+    let owner = login_as(&app, home, &username, PASSWORD).await;
+    assert_eq!(owner.status, 200, "{}", owner.text);
+    let typo = login_as(&app, home, &username, "a wrong password").await;
+    assert_eq!(typo.status, 401, "a known address is slowed by its pair only: {}", typo.text);
+    // Concurrent correct logins from home during the flood: all 200.
+    let replies =
+        futures_util::future::join_all((0..20).map(|_| login_as(&app, home, &username, PASSWORD)))
+            .await;
+    assert!(
+        replies.iter().all(|r| r.status == 200),
+        "{:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x_forwarded_for_from_an_untrusted_peer_is_ignored_with_one_warning_naming_the_setting() {
+    use std::process::{Command, Stdio};
+    let redis = test_support::RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let port = test_support::free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_auth-server"))
+        .env_clear()
+        .env("AUTH_BIND", format!("127.0.0.1:{port}"))
+        .env("AUTH_REDIS_URL", redis.url())
+        .env("AUTH_KEYS_DIR", dir.path().join("keys"))
+        .env("AUTH_LOGIN_MAX_FAILURES_PER_ADDRESS", "2")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut guard = test_support::ChildGuard(child);
+    test_support::wait_for_port(port, Duration::from_secs(30));
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/login");
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        let body = json!({ "username": unique_user("xff"), "password": "a wrong password" });
+        let req = client.post(&url).header("x-forwarded-for", format!("203.0.113.{i}"));
+        statuses.push(req.json(&body).send().await.unwrap().status().as_u16());
+    }
+    // Ignored: the three "clients" are one (127.0.0.1), locked after two failures.
+    assert_eq!(statuses, [401, 401, 429]);
+    guard.terminate(Duration::from_secs(10)).expect("the server exits on SIGTERM");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let warnings: Vec<&str> = text.lines().filter(|l| l.contains("X-Forwarded-For")).collect();
+    assert_eq!(warnings.len(), 1, "{text}");
+    assert!(warnings[0].contains("AUTH_TRUSTED_PROXIES=127.0.0.1"), "{text}");
 }

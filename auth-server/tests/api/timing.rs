@@ -10,8 +10,9 @@ use crate::helpers::{spawn_app_with, unique_user};
 async fn the_median_login_time_of_an_unknown_username_is_within_20_percent_of_a_wrong_password() {
     // The real argon2 parameters; only the throttle is raised so 150 failures stay 401s.
     let app = spawn_app_with(|s| {
-        s.throttle.max_failures_per_user = 100_000;
+        s.throttle.max_failures_per_pair = 100_000;
         s.throttle.max_failures_per_address = 100_000;
+        s.throttle.max_failures_per_username = 100_000;
     })
     .await;
     let known = unique_user("timing");

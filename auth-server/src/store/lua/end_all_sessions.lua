@@ -1,0 +1,10 @@
+-- Step 1 of logout everywhere: bumps the user's generation (a login that indexed its session
+-- before this sees the change and drops its session) and returns the indexed sids, which the
+-- caller then deletes (step 2, slot of each sid) and removes from the index (step 3).
+-- KEYS[1] usess:{<uid>}   KEYS[2] ugen:{<uid>}
+-- ARGV    generation TTL (ms: the session max age)
+-- Returns the indexed sids.
+-- Slot: {<uid>} (both keys).
+redis.call('INCR', KEYS[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+return redis.call('ZRANGE', KEYS[1], 0, -1)
