@@ -77,6 +77,9 @@ impl Application {
     /// [`access_token::watch`]; JWKS: `max-age` timer + retries + SIGHUP, see [`jwks`]), and binds
     /// `settings.bind`.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        for name in settings.not_yet_in_effect() {
+            log::warn!("{name} is set but not in effect in this build yet");
+        }
         let articles = Articles::load(settings.articles_file.as_deref())?;
         log::info!("serving {} articles", articles.len());
 
@@ -117,11 +120,11 @@ impl Application {
         let shutdown_signal = service_kit::shutdown::signal().map_err(StartError::Signals)?;
         let shutdown_timeout = settings.shutdown_timeout.as_secs();
 
-        let listener = TcpListener::bind(&settings.bind)
-            .map_err(|source| StartError::Bind { addr: settings.bind.clone(), source })?;
+        let listener = TcpListener::bind(settings.bind.as_str())
+            .map_err(|source| StartError::Bind { addr: settings.bind.to_string(), source })?;
         let port = listener
             .local_addr()
-            .map_err(|source| StartError::Bind { addr: settings.bind.clone(), source })?
+            .map_err(|source| StartError::Bind { addr: settings.bind.to_string(), source })?
             .port();
 
         let server = HttpServer::new(move || {

@@ -104,7 +104,10 @@ impl Application {
         )
         .spawn();
 
-        let store = Store::new(&settings.redis_url)?;
+        for name in settings.not_yet_in_effect() {
+            log::warn!("{name} is set but not in effect in this build yet");
+        }
+        let store = store_for(&settings)?;
         let probe = store.clone();
         tokio::spawn(async move {
             match probe.ping().await {
@@ -129,11 +132,11 @@ impl Application {
         };
         let sessions = Sessions::new(store.clone(), keys.clone(), policy);
 
-        let listener = TcpListener::bind(&settings.bind)
-            .map_err(|source| StartError::Bind { addr: settings.bind.clone(), source })?;
+        let listener = TcpListener::bind(settings.bind.as_str())
+            .map_err(|source| StartError::Bind { addr: settings.bind.to_string(), source })?;
         let port = listener
             .local_addr()
-            .map_err(|source| StartError::Bind { addr: settings.bind.clone(), source })?
+            .map_err(|source| StartError::Bind { addr: settings.bind.to_string(), source })?
             .port();
 
         let shutdown_signal = service_kit::shutdown::signal().map_err(StartError::Signals)?;
@@ -208,6 +211,18 @@ fn access_log() -> Logger {
         .log_target("auth_server::access")
 }
 
+/// The Redis store of `settings.redis`. Today's store talks to one server; the Cluster and
+/// Sentinel modes are validated settings without a store yet, so they stop start-up.
+fn store_for(settings: &Settings) -> Result<Store, StartError> {
+    match settings.redis.standalone_url() {
+        Some(url) => Ok(Store::new(url)?),
+        None => Err(StartError::Other(format!(
+            "{}: this build talks to a single Redis server only (set AUTH_REDIS_URL)",
+            settings.redis.setting()
+        ))),
+    }
+}
+
 /// Sets a user's roles (admin CLI). They take effect at the user's next login.
 pub async fn set_roles(
     settings: &Settings,
@@ -218,7 +233,7 @@ pub async fn set_roles(
     for role in roles {
         users::check_role(role).map_err(|e| e.to_string())?;
     }
-    let store = Store::new(&settings.redis_url).map_err(|e| e.to_string())?;
+    let store = store_for(settings).map_err(|e| e.to_string())?;
     match store.set_roles(&username, roles).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(format!("no user `{username}`")),
