@@ -23,11 +23,14 @@ use actix_web::dev::{Server, ServiceRequest};
 use actix_web::middleware::Logger;
 use actix_web::{App, HttpServer, web};
 use service_kit::metrics::HttpMetrics;
+use service_kit::rejections::Unrouted;
 use service_kit::request_id::RequestIdMiddleware;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::articles::{Articles, ArticlesError};
 pub use crate::config::{KeysFrom, Settings};
 use crate::jwks::JwksSource;
+use crate::routes::Serve;
 
 /// The scope every request's token must carry (the contract's articles scope).
 pub const REQUIRED_SCOPE: &str = "articles:read";
@@ -116,7 +119,10 @@ impl Application {
         ));
         let articles = web::Data::new(articles);
         let keys_data = web::Data::new(Arc::clone(&keys));
-        let openapi = web::Data::new(openapi::OpenApiJson::new());
+        // The routes' own document: served, and the source of the 405s' `Allow`.
+        let doc = openapi::document(Serve::ApiAndMetrics);
+        let openapi = web::Data::new(openapi::OpenApiJson::new(&doc));
+        let unrouted = web::Data::new(Unrouted::from_openapi(&doc));
         let shutdown_signal = service_kit::shutdown::signal().map_err(StartError::Signals)?;
         let shutdown_timeout = settings.shutdown_timeout.as_secs();
 
@@ -139,8 +145,11 @@ impl Application {
                 .app_data(openapi.clone())
                 .app_data(service_kit::rejections::path_config())
                 .app_data(service_kit::rejections::query_config())
-                .configure(routes::configure)
-                .default_service(web::to(routes::not_found))
+                .app_data(unrouted.clone())
+                .configure(|cfg| {
+                    routes::configure(&mut ServiceConfig::new(cfg), Serve::ApiAndMetrics);
+                })
+                .default_service(web::to(service_kit::rejections::unrouted))
         })
         .client_request_timeout(limits::CLIENT_REQUEST_TIMEOUT)
         .client_disconnect_timeout(limits::CLIENT_DISCONNECT_TIMEOUT)

@@ -28,14 +28,19 @@ use actix_web::dev::{Server, ServiceRequest};
 use actix_web::middleware::Logger;
 use actix_web::{App, HttpServer, web};
 use arc_swap::ArcSwap;
+use service_kit::rejections::Unrouted;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 pub use crate::config::Settings;
 use crate::keys::{KeyRing, KeyStore, KeyStoreError};
 use crate::passwords::Hasher;
-use crate::routes::AppState;
+use crate::routes::{AppState, Serve};
 use crate::sessions::{Policy, Sessions};
 use crate::store::{Store, StoreError};
 use crate::users::Accounts;
+
+/// The `realm` of the `WWW-Authenticate` challenges of the routes that take a bearer token.
+pub const VERIFIER_REALM: &str = "auth";
 
 /// Why the server could not start. `Display` is one line.
 #[derive(Debug, thiserror::Error)]
@@ -88,7 +93,7 @@ impl Application {
         // `/logout/all` verifies bearer tokens with the shared verifier, over the same public
         // keys (re-read from `keys/public` on an unknown kid).
         let verifier = web::Data::new(Verifier::new(
-            VerifierConfig::new(&settings.issuer, &settings.audience).realm("auth"),
+            VerifierConfig::new(&settings.issuer, &settings.audience).realm(VERIFIER_REALM),
             Arc::new(Keys::new(
                 DirSource::new(KeyStore::new(&settings.keys_dir).public_dir()),
                 KeySet::from_keys(ring.public_keys().iter().cloned()),
@@ -141,9 +146,12 @@ impl Application {
 
         let shutdown_signal = service_kit::shutdown::signal().map_err(StartError::Signals)?;
         let shutdown_timeout = settings.shutdown_timeout.as_secs();
+        // The routes' own document: served, and the source of the 405s' `Allow`.
+        let doc = openapi::document(Serve::ApiAndMetrics);
+        let unrouted = web::Data::new(Unrouted::from_openapi(&doc));
         let state = web::Data::new(AppState {
             metadata: routes::metadata_json(&settings.issuer),
-            openapi: openapi::json(),
+            openapi: service_kit::openapi::to_json(&doc),
             settings: Arc::new(settings),
             store,
             sessions,
@@ -162,7 +170,11 @@ impl Application {
                 .app_data(service_kit::rejections::form_config())
                 .app_data(service_kit::rejections::path_config())
                 .app_data(service_kit::rejections::query_config())
-                .configure(routes::configure)
+                .configure(|cfg| {
+                    routes::configure(&mut ServiceConfig::new(cfg), Serve::ApiAndMetrics);
+                })
+                .app_data(unrouted.clone())
+                .default_service(web::to(service_kit::rejections::unrouted))
         })
         .client_request_timeout(service_kit::limits::CLIENT_REQUEST_TIMEOUT)
         .client_disconnect_timeout(service_kit::limits::CLIENT_DISCONNECT_TIMEOUT)
