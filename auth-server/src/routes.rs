@@ -17,6 +17,7 @@ use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, Responder, get, post, route, web};
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
+use service_kit::json::Json;
 use service_kit::openapi::{BearerRefusals, RateLimited, Unavailable};
 use utoipa::ToSchema;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -126,7 +127,7 @@ pub struct Registered {
 pub(crate) async fn register(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<RegisterBody>,
+    body: Json<RegisterBody>,
 ) -> Result<impl Responder> {
     let body = body.into_inner();
     let new = NewUser {
@@ -174,7 +175,7 @@ pub struct LoginBody {
 pub(crate) async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<LoginBody>,
+    body: Json<LoginBody>,
 ) -> Result<HttpResponse> {
     let body = body.into_inner();
     let client = client_addr(&req, &state.settings.trusted_proxies);
@@ -475,32 +476,11 @@ pub struct TokenForm {
 /// (RFC 6749 §6) or the `refresh_token` cookie, in that order; 400 when there is none.
 async fn presented_refresh_token(req: &HttpRequest, payload: web::Payload) -> Result<String> {
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let body = read_body(payload).await?;
+    let body = service_kit::json::read_body(payload.into_inner()).await?;
     let from_body = refresh_token_from_body(content_type, &body)?;
     from_body
         .or_else(|| cookie(req, REFRESH_COOKIE))
         .ok_or_else(|| ApiError::invalid_request("no refresh token given").into())
-}
-
-/// Reads a body of at most [`service_kit::limits::MAX_BODY_BYTES`] (413 past it).
-async fn read_body(mut payload: web::Payload) -> std::result::Result<web::Bytes, ApiError> {
-    use futures_util::StreamExt as _;
-    let too_large = || {
-        ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("request body is larger than {} bytes", service_kit::limits::MAX_BODY_BYTES),
-        )
-    };
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|_| ApiError::invalid_request("could not read the request body"))?;
-        if body.len() + chunk.len() > service_kit::limits::MAX_BODY_BYTES {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
 }
 
 /// The refresh token in a `/token` or `/logout` body of type `content_type`, if any. Pure, so
@@ -516,9 +496,7 @@ pub fn refresh_token_from_body(
     match mime.as_deref() {
         None => Ok(None),
         Some("application/json") => {
-            let body: TokenJson = serde_json::from_slice(body).map_err(|e| {
-                ApiError::invalid_request(format!("invalid JSON body: {}", short(&e.to_string())))
-            })?;
+            let body: TokenJson = service_kit::json::parse(body)?;
             match (non_empty(body.refresh_token), non_empty(body.token)) {
                 (Some(a), Some(b)) if a != b => Err(ApiError::invalid_request(
                     "`refresh_token` and `token` are both given and differ",
@@ -540,11 +518,6 @@ pub fn refresh_token_from_body(
             "Content-Type must be application/json or application/x-www-form-urlencoded",
         )),
     }
-}
-
-/// At most 200 characters of a parser message (they name the position, not the input).
-fn short(text: &str) -> String {
-    text.chars().take(200).collect()
 }
 
 /// The client's address: the peer, or behind a trusted proxy the right-most untrusted address

@@ -3,6 +3,7 @@
 //!
 //! - [`config`]: settings layered defaults → TOML file → environment, one-line errors;
 //! - [`duration`]: the `900` / `15m` / `7d` duration syntax of the configuration;
+//! - [`json`]: JSON bodies whose errors name the field (`serde_path_to_error`);
 //! - [`limits`]: header, target, body and time limits on every request (slow clients included);
 //! - [`rejections`]: the contract's answers for bad bodies, paths and queries (extractor
 //!   configs) and for a known path asked with another method (405);
@@ -19,6 +20,7 @@
 pub mod config;
 pub mod duration;
 pub mod healthcheck;
+pub mod json;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
