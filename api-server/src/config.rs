@@ -154,9 +154,6 @@ impl Settings {
         if !self.cors_origins.is_empty() {
             set.push("API_CORS_ORIGINS");
         }
-        if self.metrics_bind.is_some() {
-            set.push("API_METRICS_BIND");
-        }
         set
     }
 }
@@ -264,7 +261,7 @@ mod tests {
         assert_eq!(s.revocations_max_staleness, Some(Duration::from_secs(120)));
         assert!(s.cors_origins.contains("https://app.example"));
         assert_eq!(s.metrics_bind.as_ref().map(BindAddr::as_str), Some("127.0.0.1:9101"));
-        assert_eq!(s.not_yet_in_effect().len(), 4);
+        assert_eq!(s.not_yet_in_effect().len(), 3);
         let err = Settings::from_sources(None, env(&[("API_REVOCATIONS_MAX_STALENESS", "2m")]))
             .unwrap_err()
             .to_string();

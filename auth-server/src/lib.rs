@@ -20,7 +20,6 @@ pub mod throttle;
 pub mod tokens;
 pub mod users;
 
-use std::net::TcpListener;
 use std::sync::Arc;
 
 use access_token::{DirSource, KeySet, Keys, Verifier, VerifierConfig};
@@ -28,6 +27,7 @@ use actix_web::dev::{Server, ServiceRequest};
 use actix_web::middleware::Logger;
 use actix_web::{App, HttpServer, web};
 use arc_swap::ArcSwap;
+use service_kit::config::BindAddr;
 use service_kit::rejections::Unrouted;
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -71,6 +71,7 @@ pub enum StartError {
 pub struct Application {
     port: u16,
     server: Server,
+    metrics: Option<(Server, u16)>,
     keys: Arc<ArcSwap<KeyRing>>,
     verifier_keys: Arc<Keys>,
 }
@@ -137,17 +138,25 @@ impl Application {
         };
         let sessions = Sessions::new(store.clone(), keys.clone(), policy);
 
-        let listener = TcpListener::bind(settings.bind.as_str())
-            .map_err(|source| StartError::Bind { addr: settings.bind.to_string(), source })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr: settings.bind.to_string(), source })?
-            .port();
+        let bind_error = |addr: &BindAddr| {
+            let addr = addr.to_string();
+            move |source| StartError::Bind { addr, source }
+        };
+        let (listener, port) = service_kit::listen::bind(settings.bind.as_str())
+            .map_err(bind_error(&settings.bind))?;
+        // `AUTH_METRICS_BIND`: `/metrics` on its own listener, and not on the API's.
+        let (serve, metrics_listener) = match &settings.metrics_bind {
+            Some(addr) => {
+                let bound = service_kit::listen::bind(addr.as_str()).map_err(bind_error(addr))?;
+                (Serve::Api, Some(bound))
+            }
+            None => (Serve::ApiAndMetrics, None),
+        };
 
         let shutdown_signal = service_kit::shutdown::signal().map_err(StartError::Signals)?;
         let shutdown_timeout = settings.shutdown_timeout.as_secs();
         // The routes' own document: served, and the source of the 405s' `Allow`.
-        let doc = openapi::document(Serve::ApiAndMetrics);
+        let doc = openapi::document(serve);
         let unrouted = web::Data::new(Unrouted::from_openapi(&doc));
         let state = web::Data::new(AppState {
             metadata: routes::metadata_json(&settings.issuer),
@@ -158,6 +167,18 @@ impl Application {
             accounts,
             keys: keys.clone(),
         });
+        let metrics = match metrics_listener {
+            Some((listener, port)) => {
+                let state = state.clone();
+                let server = service_kit::listen::metrics_server(listener, move || {
+                    let state = state.clone();
+                    async move { routes::metrics_response(&state) }
+                })
+                .map_err(|source| StartError::Bind { addr: "metrics listener".into(), source })?;
+                Some((server, port))
+            }
+            None => None,
+        };
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(service_kit::limits::check))
@@ -171,7 +192,7 @@ impl Application {
                 .app_data(service_kit::rejections::path_config())
                 .app_data(service_kit::rejections::query_config())
                 .configure(|cfg| {
-                    routes::configure(&mut ServiceConfig::new(cfg), Serve::ApiAndMetrics);
+                    routes::configure(&mut ServiceConfig::new(cfg), serve);
                 })
                 .app_data(unrouted.clone())
                 .default_service(web::to(service_kit::rejections::unrouted))
@@ -188,12 +209,17 @@ impl Application {
         .listen(listener)
         .map_err(|source| StartError::Bind { addr: "listener".into(), source })?
         .run();
-        Ok(Self { port, server, keys, verifier_keys })
+        Ok(Self { port, server, metrics, keys, verifier_keys })
     }
 
     /// The port the server listens on (useful with port 0).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the metrics listener, when `AUTH_METRICS_BIND` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(_, port)| *port)
     }
 
     /// The key ring the server signs with; store a new one to swap keys without a restart.
@@ -208,9 +234,9 @@ impl Application {
     }
 
     /// Serves until the process gets SIGTERM or SIGINT; then stops accepting, lets in-flight
-    /// requests finish (at most `AUTH_SHUTDOWN_TIMEOUT`) and returns.
+    /// requests finish (at most `AUTH_SHUTDOWN_TIMEOUT`), stops the metrics listener and returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        service_kit::listen::run(self.server, self.metrics.map(|(server, _)| server)).await
     }
 }
 

@@ -344,6 +344,11 @@ pub fn metadata_json(issuer: &str) -> String {
 )]
 #[get("/metrics")]
 pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    metrics_response(&state)
+}
+
+/// The `/metrics` answer, on the API listener or the metrics listener.
+pub fn metrics_response(state: &AppState) -> HttpResponse {
     crate::metrics::signing_key(state.keys.load().signer().kid());
     service_kit::metrics::metrics_response()
 }

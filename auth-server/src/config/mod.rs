@@ -215,9 +215,6 @@ impl Settings {
         if self.key_rotation_interval.is_some() {
             set.push("AUTH_KEY_ROTATION_INTERVAL");
         }
-        if self.metrics_bind.is_some() {
-            set.push("AUTH_METRICS_BIND");
-        }
         set
     }
 }

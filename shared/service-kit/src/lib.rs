@@ -7,6 +7,7 @@
 //! - [`limits`]: header, target, body and time limits on every request (slow clients included);
 //! - [`rejections`]: the contract's answers for bad bodies, paths and queries (extractor
 //!   configs) and for a known path asked with another method (405);
+//! - [`listen`]: binding, and the metrics listener (`*_METRICS_BIND`) run beside the main one;
 //! - [`metrics`]: the HTTP metrics middleware and `GET /metrics`;
 //! - [`request_id`]: the `X-Request-Id` middleware;
 //! - [`shutdown`]: graceful shutdown on SIGTERM and SIGINT;
@@ -22,6 +23,7 @@ pub mod duration;
 pub mod healthcheck;
 pub mod json;
 pub mod limits;
+pub mod listen;
 pub mod metrics;
 pub mod openapi;
 pub mod rejections;

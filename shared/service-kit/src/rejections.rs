@@ -76,6 +76,11 @@ pub async fn unrouted(req: HttpRequest, known: Option<web::Data<Unrouted>>) -> H
     }
 }
 
+/// Any path not served: 404 `not_found` in the contract's envelope (a default service).
+pub async fn not_found() -> HttpResponse {
+    ApiError::not_found().error_response()
+}
+
 /// JSON extractor settings: the body limit, and contract errors for bad bodies.
 pub fn json_config() -> web::JsonConfig {
     web::JsonConfig::default().limit(MAX_BODY_BYTES).error_handler(|err, _req: &HttpRequest| {
