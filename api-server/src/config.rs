@@ -1,15 +1,26 @@
 //! Typed settings: built-in defaults → a TOML file → `API_*` environment variables.
 //!
-//! Every setting is read as text (the layering is `service_kit::config`) and parsed here, so that a
-//! bad value produces one line that names the environment variable (and the TOML key) and says
-//! what is wrong.
+//! Each setting is declared once, as a field below: its name is the TOML key, `API_` + the name
+//! in capitals the environment variable, its type (and `deserialize_with`) the validation, and
+//! `Default` holds every built-in value. The key source (`API_KEYS_DIR` or `API_JWKS_URL`) is
+//! read together into [`KeysFrom`]. The layering and the shared validators are
+//! `service_kit::config`; a bad value is one line naming the variable.
+//!
+//! Some settings of the contract are validated here before their feature is wired (see
+//! [`Settings::not_yet_in_effect`]); the server warns at start-up when one of them is set.
 
-use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::{Deserialize, Deserializer};
 pub use service_kit::config::ConfigError;
-use service_kit::config::{Layered, Setting, invalid};
+use service_kit::config::{
+    AtLeastOneSecond, BindAddr, DurationBounds, Layers, Origins, bounded_duration, http_url,
+    keys_of, non_empty, non_empty_path, optional, optional_duration, optional_http_url, parse_text,
+};
+
+/// The prefix of every environment variable of this server.
+pub const ENV_PREFIX: &str = "API";
 
 /// Where the public keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,41 +31,79 @@ pub enum KeysFrom {
     Jwks(String),
 }
 
+impl Default for KeysFrom {
+    fn default() -> Self {
+        KeySourceKeys::default().resolve()
+    }
+}
+
 /// The api-server's settings, validated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 pub struct Settings {
     /// `API_BIND`: address to listen on (`host:port`; port 0 picks a free one).
-    pub bind: String,
-    /// `API_KEYS_DIR` or `API_JWKS_URL`.
+    pub bind: BindAddr,
+    /// `API_KEYS_DIR` or `API_JWKS_URL`: see [`KeySourceKeys`].
+    #[serde(skip)]
     pub keys: KeysFrom,
-    /// `API_ISSUER`: the only accepted `iss`.
+    /// `API_ISSUER`: the only accepted `iss` (a trailing `/` is dropped, as the auth server does).
+    #[serde(deserialize_with = "issuer")]
     pub issuer: String,
     /// `API_AUDIENCE`: the only accepted `aud`.
+    #[serde(deserialize_with = "non_empty")]
     pub audience: String,
-    /// `API_LEEWAY`: clock-skew allowance for `exp` and `nbf` (whole seconds).
+    /// `API_LEEWAY`: clock-skew allowance for `exp` and `nbf` (whole seconds, at most 5m: it
+    /// extends every token's life).
+    #[serde(deserialize_with = "bounded_duration::<_, Leeway>")]
     pub leeway: Duration,
     /// `API_ARTICLES_FILE`: a JSON array of articles; `None` serves the bundled sample.
+    #[serde(deserialize_with = "optional")]
     pub articles_file: Option<PathBuf>,
     /// `API_SHUTDOWN_TIMEOUT`: on SIGTERM/SIGINT, how long in-flight requests may take to finish
     /// (whole seconds).
+    #[serde(deserialize_with = "bounded_duration::<_, ShutdownTimeout>")]
     pub shutdown_timeout: Duration,
     /// `API_TOKEN_CACHE`: how many verified access tokens to remember, so a token presented
     /// again skips the RSA verification (0 turns the cache off; see `access_token::verify`).
+    #[serde(deserialize_with = "token_cache")]
     pub token_cache: usize,
+    /// `API_REVOCATIONS_URL`: the auth server's `GET /revocations`, followed by long poll;
+    /// `None` (the default): no revocation list. Not yet in effect.
+    #[serde(deserialize_with = "optional_http_url")]
+    pub revocations_url: Option<String>,
+    /// `API_REVOCATIONS_MAX_STALENESS`: past this age of the revocation list, authenticated
+    /// routes answer 503; `None` (the default): serve on a stale list. Needs
+    /// `API_REVOCATIONS_URL`. Not yet in effect.
+    #[serde(deserialize_with = "optional_duration::<_, AtLeastOneSecond>")]
+    pub revocations_max_staleness: Option<Duration>,
+    /// `API_CORS_ORIGINS`: browser origins allowed cross-origin (exact origins); empty: no CORS
+    /// headers. Not yet in effect.
+    pub cors_origins: Origins,
+    /// `API_METRICS_BIND`: serve `GET /metrics` on this address only; `None` (the default): on
+    /// [`Self::bind`] with the API.
+    #[serde(deserialize_with = "optional")]
+    pub metrics_bind: Option<BindAddr>,
 }
 
-/// Every setting: its TOML key, its environment variable and its default.
-const DEFS: &[Setting] = &[
-    Setting::new("bind", "API_BIND", "0.0.0.0:4000"),
-    Setting::new("keys_dir", "API_KEYS_DIR", "keys/public"),
-    Setting::optional("jwks_url", "API_JWKS_URL"),
-    Setting::new("issuer", "API_ISSUER", "http://localhost:5000"),
-    Setting::new("audience", "API_AUDIENCE", "articles-api"),
-    Setting::new("leeway", "API_LEEWAY", "30s"),
-    Setting::optional("articles_file", "API_ARTICLES_FILE"),
-    Setting::new("shutdown_timeout", "API_SHUTDOWN_TIMEOUT", "10s"),
-    Setting::new("token_cache", "API_TOKEN_CACHE", "4096"),
-];
+impl Default for Settings {
+    /// The built-in values: the one list of defaults.
+    fn default() -> Self {
+        Self {
+            bind: BindAddr::from_static("0.0.0.0:4000"),
+            keys: KeysFrom::default(),
+            issuer: "http://localhost:5000".into(),
+            audience: "articles-api".into(),
+            leeway: Duration::from_secs(30),
+            articles_file: None,
+            shutdown_timeout: Duration::from_secs(10),
+            token_cache: 4096,
+            revocations_url: None,
+            revocations_max_staleness: None,
+            cors_origins: Origins::default(),
+            metrics_bind: None,
+        }
+    }
+}
 
 impl Settings {
     /// Loads the settings from the optional TOML file and the process environment.
@@ -63,117 +112,103 @@ impl Settings {
     }
 
     /// Loads the settings from the optional TOML file and the given environment (only the
-    /// `API_*` names of the contract are read from it).
+    /// `API_*` names of the settings are read from it).
     pub fn from_sources(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        Self::from_config(&Layered::load(DEFS, file, env)?)
-    }
-
-    fn from_config(cfg: &Layered) -> Result<Self, ConfigError> {
-        let (bind, d) = cfg.text("bind")?;
-        if !bind.to_socket_addrs().is_ok_and(|mut addrs| addrs.next().is_some()) {
-            return Err(invalid(d, format!("`{bind}` is not a host:port address")));
+        let keys = [keys_of::<Settings>(), keys_of::<KeySourceKeys>()];
+        let layers = Layers::load(ENV_PREFIX, &keys, file, env)?;
+        let mut settings: Settings = layers.get()?;
+        settings.keys = layers.get::<KeySourceKeys>()?.resolve();
+        if settings.revocations_max_staleness.is_some() && settings.revocations_url.is_none() {
+            return Err(layers.invalid("revocations_max_staleness", "needs API_REVOCATIONS_URL"));
         }
-
-        let keys = match cfg.optional("jwks_url")? {
-            Some(url) => {
-                if !is_http_url(&url) {
-                    return Err(invalid(
-                        cfg.setting("jwks_url"),
-                        format!("`{url}` is not an http(s) URL"),
-                    ));
-                }
-                KeysFrom::Jwks(url)
-            }
-            None => {
-                let (dir, d) = cfg.text("keys_dir")?;
-                if dir.is_empty() {
-                    return Err(invalid(d, "must not be empty"));
-                }
-                KeysFrom::Dir(PathBuf::from(dir))
-            }
-        };
-
-        let (issuer, d) = cfg.text("issuer")?;
-        if !is_http_url(&issuer) {
-            return Err(invalid(d, format!("`{issuer}` is not an http(s) URL")));
-        }
-
-        let (audience, d) = cfg.text("audience")?;
-        if audience.is_empty() {
-            return Err(invalid(d, "must not be empty"));
-        }
-
-        let d = cfg.setting("leeway");
-        let leeway = cfg.duration("leeway")?;
-        if leeway.subsec_nanos() != 0 {
-            return Err(invalid(d, "must be a whole number of seconds"));
-        }
-        if leeway > Duration::from_secs(300) {
-            return Err(invalid(d, "must be at most 5m (it extends every token's life)"));
-        }
-
-        let articles_file = cfg.optional("articles_file")?.map(PathBuf::from);
-
-        let d = cfg.setting("shutdown_timeout");
-        let shutdown_timeout = cfg.duration("shutdown_timeout")?;
-        if shutdown_timeout.subsec_nanos() != 0 {
-            return Err(invalid(d, "must be a whole number of seconds"));
-        }
-        if shutdown_timeout > Duration::from_secs(3600) {
-            return Err(invalid(d, "must be at most 1h"));
-        }
-
-        let (raw, d) = cfg.text("token_cache")?;
-        let token_cache: usize = raw.parse().map_err(|_| {
-            invalid(d, format!("`{raw}` is not a number of tokens (0 turns it off)"))
-        })?;
-        if token_cache > 1_000_000 {
-            return Err(invalid(
-                d,
-                "must be at most 1000000 (each token held costs about 1.5 KiB)",
-            ));
-        }
-
-        Ok(Self {
-            bind,
-            keys,
-            // The auth server trims a trailing slash from its issuer; do the same so both match.
-            issuer: issuer.trim_end_matches('/').to_owned(),
-            audience,
-            leeway,
-            articles_file,
-            shutdown_timeout,
-            token_cache,
-        })
+        Ok(settings)
     }
 
     /// Settings for tests: the defaults, bound to `127.0.0.1:0`, keys from `keys_dir`.
     pub fn for_tests(keys_dir: impl Into<PathBuf>) -> Self {
         Self {
-            bind: "127.0.0.1:0".into(),
+            bind: BindAddr::from_static("127.0.0.1:0"),
             keys: KeysFrom::Dir(keys_dir.into()),
-            issuer: "http://localhost:5000".into(),
-            audience: "articles-api".into(),
-            leeway: Duration::from_secs(30),
-            articles_file: None,
-            shutdown_timeout: Duration::from_secs(10),
-            token_cache: 4096,
+            ..Self::default()
         }
     }
 
     /// The port of `bind` (for the `healthcheck` subcommand).
     pub fn port(&self) -> Option<u16> {
-        self.bind.rsplit_once(':').and_then(|(_, p)| p.parse().ok())
+        self.bind.port()
+    }
+
+    /// The settings that are set though this build does not act on them yet, by environment
+    /// variable; the server warns about each at start-up.
+    pub fn not_yet_in_effect(&self) -> Vec<&'static str> {
+        let mut set = Vec::new();
+        if self.revocations_url.is_some() {
+            set.push("API_REVOCATIONS_URL");
+        }
+        if self.revocations_max_staleness.is_some() {
+            set.push("API_REVOCATIONS_MAX_STALENESS");
+        }
+        if !self.cors_origins.is_empty() {
+            set.push("API_CORS_ORIGINS");
+        }
+        set
     }
 }
 
-fn is_http_url(url: &str) -> bool {
-    (url.starts_with("http://") || url.starts_with("https://"))
-        && url.len() > "https://".len()
-        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
+/// `API_KEYS_DIR` and `API_JWKS_URL` as given; a JWKS URL wins over the folder.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+pub struct KeySourceKeys {
+    #[serde(deserialize_with = "non_empty_path")]
+    keys_dir: PathBuf,
+    #[serde(deserialize_with = "optional_http_url")]
+    jwks_url: Option<String>,
+}
+
+impl Default for KeySourceKeys {
+    fn default() -> Self {
+        Self { keys_dir: "keys/public".into(), jwks_url: None }
+    }
+}
+
+impl KeySourceKeys {
+    fn resolve(self) -> KeysFrom {
+        match self.jwks_url {
+            Some(url) => KeysFrom::Jwks(url),
+            None => KeysFrom::Dir(self.keys_dir),
+        }
+    }
+}
+
+/// `API_LEEWAY`: whole seconds, at most 5m.
+#[derive(Debug)]
+pub enum Leeway {}
+impl DurationBounds for Leeway {
+    const MAX: Duration = Duration::from_secs(300);
+    const WHOLE_SECONDS: bool = true;
+}
+
+/// `API_SHUTDOWN_TIMEOUT`: whole seconds, at most 1h.
+#[derive(Debug)]
+pub enum ShutdownTimeout {}
+impl DurationBounds for ShutdownTimeout {
+    const MAX: Duration = Duration::from_secs(3600);
+    const WHOLE_SECONDS: bool = true;
+}
+
+fn issuer<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    parse_text(d, |t| http_url(t).map(|url| url.trim_end_matches('/').to_owned()))
+}
+
+fn token_cache<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    parse_text(d, |t| match t.parse::<usize>() {
+        Ok(n) if n <= 1_000_000 => Ok(n),
+        Ok(_) => Err("must be at most 1000000 (each token held costs about 1.5 KiB)".to_owned()),
+        Err(_) => Err(format!("`{t}` is not a number of tokens (0 turns it off)")),
+    })
 }
 
 #[cfg(test)]
@@ -187,7 +222,7 @@ mod tests {
     #[test]
     fn defaults_follow_the_contract() {
         let s = Settings::from_sources(None, env(&[])).unwrap();
-        assert_eq!(s.bind, "0.0.0.0:4000");
+        assert_eq!(s.bind.as_str(), "0.0.0.0:4000");
         assert_eq!(s.keys, KeysFrom::Dir(PathBuf::from("keys/public")));
         assert_eq!(s.issuer, "http://localhost:5000");
         assert_eq!(s.audience, "articles-api");
@@ -195,6 +230,42 @@ mod tests {
         assert_eq!(s.articles_file, None);
         assert_eq!(s.shutdown_timeout, Duration::from_secs(10));
         assert_eq!(s.port(), Some(4000));
+        assert_eq!(s.token_cache, 4096);
+        assert_eq!((s.revocations_url.as_deref(), s.revocations_max_staleness), (None, None));
+        assert!(s.cors_origins.is_empty());
+        assert_eq!(s.metrics_bind, None);
+        assert!(s.not_yet_in_effect().is_empty());
+    }
+
+    #[test]
+    fn test_settings_are_the_defaults_plus_overrides() {
+        let s = Settings::for_tests("/k");
+        assert_eq!(s.bind.as_str(), "127.0.0.1:0");
+        assert_eq!(s.keys, KeysFrom::Dir(PathBuf::from("/k")));
+        assert_eq!(s.leeway, Settings::default().leeway);
+    }
+
+    #[test]
+    fn the_settings_of_features_to_come_are_validated_now() {
+        let s = Settings::from_sources(
+            None,
+            env(&[
+                ("API_REVOCATIONS_URL", "http://auth:5000/revocations"),
+                ("API_REVOCATIONS_MAX_STALENESS", "2m"),
+                ("API_CORS_ORIGINS", "https://app.example"),
+                ("API_METRICS_BIND", "127.0.0.1:9101"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.revocations_url.as_deref(), Some("http://auth:5000/revocations"));
+        assert_eq!(s.revocations_max_staleness, Some(Duration::from_secs(120)));
+        assert!(s.cors_origins.contains("https://app.example"));
+        assert_eq!(s.metrics_bind.as_ref().map(BindAddr::as_str), Some("127.0.0.1:9101"));
+        assert_eq!(s.not_yet_in_effect().len(), 3);
+        let err = Settings::from_sources(None, env(&[("API_REVOCATIONS_MAX_STALENESS", "2m")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("API_REVOCATIONS_MAX_STALENESS"), "{err}");
     }
 
     #[test]
@@ -246,6 +317,12 @@ mod tests {
             ("API_SHUTDOWN_TIMEOUT", "later"),
             ("API_SHUTDOWN_TIMEOUT", "500ms"),
             ("API_SHUTDOWN_TIMEOUT", "2h"),
+            ("API_REVOCATIONS_URL", "auth:5000/revocations"),
+            ("API_REVOCATIONS_MAX_STALENESS", "0"),
+            ("API_CORS_ORIGINS", "*"),
+            ("API_CORS_ORIGINS", "https://app.example/"),
+            ("API_METRICS_BIND", "nowhere"),
+            ("API_TOKEN_CACHE", "lots"),
         ] {
             let err = Settings::from_sources(None, env(&[(name, value)])).unwrap_err().to_string();
             assert!(err.starts_with(name), "{name}={value}: {err}");

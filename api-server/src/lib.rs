@@ -12,7 +12,6 @@ pub mod limits;
 pub mod openapi;
 pub mod routes;
 
-use std::net::TcpListener;
 use std::sync::Arc;
 
 use access_token::keyset::{FolderSource, TrustedKeys};
@@ -21,11 +20,15 @@ use access_token::{Verifier, VerifierConfig};
 use actix_web::dev::{Server, ServiceRequest};
 use actix_web::middleware::Logger;
 use actix_web::{App, HttpServer, web};
+use service_kit::config::BindAddr;
 use service_kit::metrics::HttpMetrics;
+use service_kit::rejections::Unrouted;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::articles::{Articles, ArticlesError};
 pub use crate::config::{KeysFrom, Settings};
 use crate::jwks::JwksSource;
+use crate::routes::Serve;
 
 /// The scope every request's token must carry (the contract's articles scope).
 pub const REQUIRED_SCOPE: &str = "articles:read";
@@ -59,6 +62,7 @@ pub enum StartError {
 pub struct Application {
     port: u16,
     server: Server,
+    metrics: Option<(Server, u16)>,
 }
 
 impl std::fmt::Debug for Application {
@@ -74,6 +78,9 @@ impl Application {
     /// [`access_token::watch`]; JWKS: `max-age` timer + retries + SIGHUP, see [`jwks`]), and binds
     /// `settings.bind`.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
+        for name in settings.not_yet_in_effect() {
+            log::warn!("{name} is set but not in effect in this build yet");
+        }
         let articles = Articles::load(settings.articles_file.as_deref())?;
         log::info!("serving {} articles", articles.len());
 
@@ -110,16 +117,34 @@ impl Application {
         ));
         let articles = web::Data::new(articles);
         let keys_data = web::Data::new(Arc::clone(&keys));
-        let openapi = web::Data::new(openapi::OpenApiJson::new());
+        // The routes' own document: served, and the source of the 405s' `Allow`.
+        let serve = if settings.metrics_bind.is_some() { Serve::Api } else { Serve::ApiAndMetrics };
+        let doc = openapi::document(serve);
+        let openapi = web::Data::new(openapi::OpenApiJson::new(&doc));
+        let unrouted = web::Data::new(Unrouted::from_openapi(&doc));
         let shutdown_signal = service_kit::shutdown::signal().map_err(StartError::Signals)?;
         let shutdown_timeout = settings.shutdown_timeout.as_secs();
 
-        let listener = TcpListener::bind(&settings.bind)
-            .map_err(|source| StartError::Bind { addr: settings.bind.clone(), source })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr: settings.bind.clone(), source })?
-            .port();
+        let bind_error = |addr: &BindAddr| {
+            let addr = addr.to_string();
+            move |source| StartError::Bind { addr, source }
+        };
+        let (listener, port) = service_kit::listen::bind(settings.bind.as_str())
+            .map_err(bind_error(&settings.bind))?;
+        // `API_METRICS_BIND`: `/metrics` on its own listener, and not on the API's.
+        let metrics = match &settings.metrics_bind {
+            Some(addr) => {
+                let (listener, port) =
+                    service_kit::listen::bind(addr.as_str()).map_err(bind_error(addr))?;
+                let server = service_kit::listen::metrics_server(
+                    listener,
+                    service_kit::metrics::metrics_handler,
+                )
+                .map_err(bind_error(addr))?;
+                Some((server, port))
+            }
+            None => None,
+        };
 
         let server = HttpServer::new(move || {
             App::new()
@@ -133,8 +158,11 @@ impl Application {
                 .app_data(openapi.clone())
                 .app_data(service_kit::rejections::path_config())
                 .app_data(service_kit::rejections::query_config())
-                .configure(routes::configure)
-                .default_service(web::to(routes::not_found))
+                .app_data(unrouted.clone())
+                .configure(|cfg| {
+                    routes::configure(&mut ServiceConfig::new(cfg), serve);
+                })
+                .default_service(web::to(service_kit::rejections::unrouted))
         })
         .client_request_timeout(limits::CLIENT_REQUEST_TIMEOUT)
         .client_disconnect_timeout(limits::CLIENT_DISCONNECT_TIMEOUT)
@@ -147,7 +175,7 @@ impl Application {
         .listen(listener)
         .map_err(|source| StartError::Bind { addr: "listener".into(), source })?
         .run();
-        Ok(Self { port, server })
+        Ok(Self { port, server, metrics })
     }
 
     /// The port the server listens on (useful with port 0).
@@ -155,10 +183,15 @@ impl Application {
         self.port
     }
 
+    /// The port of the metrics listener, when `API_METRICS_BIND` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(_, port)| *port)
+    }
+
     /// Serves until the process gets SIGTERM or SIGINT; then stops accepting, lets in-flight
-    /// requests finish (at most `API_SHUTDOWN_TIMEOUT`) and returns.
+    /// requests finish (at most `API_SHUTDOWN_TIMEOUT`), stops the metrics listener and returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        service_kit::listen::run(self.server, self.metrics.map(|(server, _)| server)).await
     }
 }
 

@@ -1,36 +1,29 @@
-//! The OpenAPI 3.1 document, generated with `utoipa` from the handlers' `#[utoipa::path]`
-//! attributes and the real body types, served at `GET /openapi.json` (no auth).
+//! The OpenAPI 3.1 document, served at `GET /openapi.json` (no auth): collected by
+//! `utoipa_actix_web` from the same registrations that mount the routes
+//! ([`routes::configure`]), so a route cannot be served and undocumented or the other way round.
 //!
 //! How it is kept true (the auth server's recipe):
-//! - each handler carries its path, body and every status it answers;
-//! - [`routes::ROUTES`] is the one list of routes: `routes::configure` mounts exactly it, and a
-//!   test checks the document lists exactly it;
+//! - each handler's `#[utoipa::path]` lists every status it answers and its body;
 //! - bodies are the types the handlers serialize (`Article`, `Me`, `Health`, `Ready`) and
-//!   `access_token::ErrorBody` itself, not copies;
+//!   `access_token::ErrorBody` itself, not copies; the bearer refusals and the 503 are the
+//!   shared `service_kit::openapi::{BearerRefusals, Unavailable}`;
 //! - statuses any route can answer (the limits' 408, 413, 414, 431, and 500) are added to every
 //!   operation by [`document`], so no handler can forget them.
 
+use actix_web::App;
 use service_kit::openapi::BearerAuth;
 use utoipa::OpenApi;
+use utoipa_actix_web::AppExt as _;
 
-use crate::routes;
+use crate::routes::{self, Serve};
 
-/// The document.
+/// The document's frame: what is not a route.
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(
         title = "api-server",
         description = "The articles API: a resource server that verifies RS256 access tokens (RFC 9068) with public keys alone. Errors are `{\"error\", \"error_description\"}` (RFC 6749 §5.2 style); refusals of a bearer token carry an RFC 6750 `WWW-Authenticate` challenge.",
         license(name = "MIT OR Apache-2.0")
-    ),
-    paths(
-        routes::list_articles,
-        routes::get_article,
-        routes::me,
-        routes::healthz,
-        routes::readyz,
-        routes::metrics,
-        routes::openapi_json,
     ),
     components(schemas(access_token::ErrorBody, access_token::ErrorCode)),
     modifiers(&BearerAuth)
@@ -43,9 +36,14 @@ const COMMON: &[(&str, &str)] = &[(
     "A request body declared larger than 16 KiB (`payload_too_large`); no route reads a body.",
 )];
 
-/// The document, with the common statuses on every operation.
-pub fn document() -> utoipa::openapi::OpenApi {
-    let mut doc = ApiDoc::openapi();
+/// The document of the routes `serve` mounts, with the common statuses on every operation.
+pub fn document(serve: Serve) -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(|cfg| routes::configure(cfg, serve))
+        .split_for_parts();
+    service_kit::openapi::name_bearer_challenge(&mut doc, crate::REALM, crate::REQUIRED_SCOPE);
     service_kit::openapi::add_common_responses(&mut doc, service_kit::openapi::COMMON_ERRORS);
     service_kit::openapi::add_common_responses(&mut doc, COMMON);
     doc
@@ -56,15 +54,9 @@ pub fn document() -> utoipa::openapi::OpenApi {
 pub struct OpenApiJson(pub actix_web::web::Bytes);
 
 impl OpenApiJson {
-    /// Serializes [`document`].
-    pub fn new() -> Self {
-        Self(service_kit::openapi::to_json(&document()).into())
-    }
-}
-
-impl Default for OpenApiJson {
-    fn default() -> Self {
-        Self::new()
+    /// Serializes `doc`.
+    pub fn new(doc: &utoipa::openapi::OpenApi) -> Self {
+        Self(service_kit::openapi::to_json(doc).into())
     }
 }
 
@@ -74,7 +66,7 @@ mod tests {
 
     #[test]
     fn the_document_is_openapi_3_1_and_every_operation_documents_the_common_errors() {
-        let doc = serde_json::to_value(document()).unwrap();
+        let doc = serde_json::to_value(document(Serve::ApiAndMetrics)).unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
@@ -87,7 +79,7 @@ mod tests {
 
     #[test]
     fn the_bodies_are_the_real_types() {
-        let doc = serde_json::to_value(document()).unwrap();
+        let doc = serde_json::to_value(document(Serve::ApiAndMetrics)).unwrap();
         let schemas = &doc["components"]["schemas"];
         let fields = |name: &str| -> Vec<String> {
             let mut v: Vec<String> =

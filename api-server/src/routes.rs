@@ -1,61 +1,61 @@
 //! HTTP routes. Handlers are short: the `Authenticated` extractor has already verified the
 //! token; they look up articles and answer.
 //!
-//! Each handler's `#[utoipa::path]` documents its path, every status it answers and the body
-//! of each; [`ROUTES`] is the one list of routes, mounted by [`configure`] and compared with the
-//! OpenAPI document by a test.
+//! Each route is declared once, on its handler (the auth server's recipe): the actix attribute
+//! gives the path and method that are mounted, `#[utoipa::path]` above it every status it
+//! answers and the body of each; [`configure`] registers the handlers through
+//! `utoipa_actix_web`, which builds the OpenAPI document from the same registrations. A new route
+//! is a handler with both attributes and one `cfg.service(handler)` line in [`configure`].
 
 use access_token::keyset::TrustedKeys;
 use access_token::{ApiError, Authenticated, ErrorBody};
 use actix_web::http::header::ContentType;
-use actix_web::{HttpRequest, HttpResponse, ResponseError as _, web};
+use actix_web::{HttpResponse, get, web};
 use serde::Serialize;
+use service_kit::openapi::{BearerRefusals, Unavailable};
 use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::articles::{Article, Articles};
 use crate::openapi::OpenApiJson;
 
-/// Every route (all `GET`): the one list. [`configure`] mounts exactly these, and the OpenAPI
-/// document must list exactly these (a test compares them). A new route goes here, in `mount`,
-/// and in `openapi::ApiDoc`.
-pub const ROUTES: &[&str] =
-    &["/articles", "/articles/{id}", "/me", "/healthz", "/readyz", "/metrics", "/openapi.json"];
+/// Which routes a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serve {
+    /// The API, with `GET /metrics` (no `API_METRICS_BIND`).
+    ApiAndMetrics,
+    /// The API alone (`/metrics` is on the metrics listener).
+    Api,
+}
 
-/// Registers every route of [`ROUTES`], plus JSON 404/405 answers for the rest.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    for &path in ROUTES {
-        cfg.service(mount(path));
+/// Registers every route of the API listener; `serve` says whether `/metrics` is one of them.
+pub fn configure(cfg: &mut ServiceConfig, serve: Serve) {
+    cfg.service(list_articles)
+        .service(get_article)
+        .service(me)
+        .service(healthz)
+        .service(readyz)
+        .service(openapi_json);
+    if serve == Serve::ApiAndMetrics {
+        cfg.service(metrics);
     }
 }
 
-fn mount(path: &'static str) -> actix_web::Resource {
-    let r = web::resource(path).default_service(web::to(method_not_allowed));
-    match path {
-        "/articles" => r.route(web::get().to(list_articles)),
-        "/articles/{id}" => r.route(web::get().to(get_article)),
-        "/me" => r.route(web::get().to(me)),
-        "/healthz" => r.route(web::get().to(healthz)),
-        "/readyz" => r.route(web::get().to(readyz)),
-        "/metrics" => r.route(web::get().to(service_kit::metrics::metrics_handler)),
-        "/openapi.json" => r.route(web::get().to(openapi_json)),
-        // Every path of ROUTES has an arm; a test checks each answers GET.
-        _ => r,
-    }
+/// Registers the routes of the metrics listener (`API_METRICS_BIND`): `GET /metrics` alone.
+pub fn configure_metrics(cfg: &mut ServiceConfig) {
+    cfg.service(metrics);
 }
 
 /// `GET /articles`: the caller's articles (all of them for `admin`).
 #[utoipa::path(
-    get,
-    path = "/articles",
     tag = "articles",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's articles (every article for the `admin` role)", body = Vec<Article>),
-        (status = 400, description = "Malformed `Authorization` header (`invalid_request`)", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"articles\", error=\"invalid_request\"`"))),
-        (status = 401, description = "No token, or an invalid one (`invalid_token`)", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"articles\"`, with `error` and `error_description` when a token was given"))),
-        (status = 403, description = "The token lacks the `articles:read` scope (`insufficient_scope`)", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"articles\", error=\"insufficient_scope\", scope=\"articles:read\"`"))),
+        BearerRefusals,
     )
 )]
+#[get("/articles")]
 pub(crate) async fn list_articles(
     auth: Authenticated,
     articles: web::Data<Articles>,
@@ -65,19 +65,16 @@ pub(crate) async fn list_articles(
 
 /// `GET /articles/{id}`: 404 when absent, not the caller's, or not a number.
 #[utoipa::path(
-    get,
-    path = "/articles/{id}",
     tag = "articles",
     security(("bearer" = [])),
     params(("id" = u64, Path, description = "The article's id (anything else is 404)")),
     responses(
         (status = 200, description = "The article", body = Article),
-        (status = 400, description = "Malformed `Authorization` header (`invalid_request`)", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"articles\", error=\"invalid_request\"`"))),
-        (status = 401, description = "No token, or an invalid one (`invalid_token`)", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"articles\"`, with `error` and `error_description` when a token was given"))),
-        (status = 403, description = "The token lacks the `articles:read` scope (`insufficient_scope`)", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"articles\", error=\"insufficient_scope\", scope=\"articles:read\"`"))),
+        BearerRefusals,
         (status = 404, description = "No such article, or not the caller's (`not_found`)", body = ErrorBody),
     )
 )]
+#[get("/articles/{id}")]
 pub(crate) async fn get_article(
     auth: Authenticated,
     id: web::Path<String>,
@@ -107,17 +104,14 @@ pub(crate) struct Me<'a> {
 
 /// `GET /me`: who the verified token says the caller is.
 #[utoipa::path(
-    get,
-    path = "/me",
     tag = "articles",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Who the token says the caller is", body = Me),
-        (status = 400, description = "Malformed `Authorization` header (`invalid_request`)", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"articles\", error=\"invalid_request\"`"))),
-        (status = 401, description = "No token, or an invalid one (`invalid_token`)", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"articles\"`, with `error` and `error_description` when a token was given"))),
-        (status = 403, description = "The token lacks the `articles:read` scope (`insufficient_scope`)", body = ErrorBody, headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"articles\", error=\"insufficient_scope\", scope=\"articles:read\"`"))),
+        BearerRefusals,
     )
 )]
+#[get("/me")]
 pub(crate) async fn me(auth: Authenticated) -> HttpResponse {
     let c = auth.claims();
     HttpResponse::Ok().json(Me {
@@ -140,13 +134,12 @@ pub(crate) struct Health {
 
 /// `GET /healthz`: 200 while the process runs.
 #[utoipa::path(
-    get,
-    path = "/healthz",
     tag = "operations",
     responses((status = 200, description = "The process runs", body = Health))
 )]
-pub(crate) async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(Health { status: "ok" })
+#[get("/healthz")]
+pub(crate) async fn healthz() -> web::Json<Health> {
+    web::Json(Health { status: "ok" })
 }
 
 /// The body of `GET /readyz` when ready.
@@ -162,17 +155,16 @@ pub(crate) struct Ready {
 
 /// `GET /readyz`: 200 when at least one public key is loaded, else 503 `unavailable`.
 #[utoipa::path(
-    get,
-    path = "/readyz",
     tag = "operations",
     responses(
         (status = 200, description = "At least one public key is loaded", body = Ready),
-        (status = 503, description = "No public key loaded yet (`unavailable`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        Unavailable,
     )
 )]
+#[get("/readyz")]
 pub(crate) async fn readyz(
     keys: web::Data<std::sync::Arc<TrustedKeys>>,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<web::Json<Ready>, ApiError> {
     let loaded = keys.current().len();
     if loaded == 0 {
         return Err(ApiError::new(
@@ -181,37 +173,25 @@ pub(crate) async fn readyz(
         )
         .with_retry_after(1));
     }
-    Ok(HttpResponse::Ok().json(Ready { status: "ready", keys: loaded }))
+    Ok(web::Json(Ready { status: "ready", keys: loaded }))
 }
 
 /// `GET /metrics`: Prometheus metrics.
-// Documentation only: the route is served by `service_kit::metrics::metrics_handler`.
 #[utoipa::path(
-    get,
-    path = "/metrics",
     tag = "operations",
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain; version=0.0.4", body = String))
 )]
-#[allow(dead_code)]
-pub(crate) async fn metrics() {}
+#[get("/metrics")]
+pub(crate) async fn metrics() -> HttpResponse {
+    service_kit::metrics::metrics_response()
+}
 
 /// `GET /openapi.json`: this document.
 #[utoipa::path(
-    get,
-    path = "/openapi.json",
     tag = "operations",
     responses((status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json", body = Object))
 )]
+#[get("/openapi.json")]
 pub(crate) async fn openapi_json(doc: web::Data<OpenApiJson>) -> HttpResponse {
     HttpResponse::Ok().content_type(ContentType::json()).body(doc.0.clone())
-}
-
-/// Any path we do not serve: 404 `not_found` in the contract's envelope.
-pub async fn not_found(_req: HttpRequest) -> HttpResponse {
-    ApiError::not_found().error_response()
-}
-
-/// A known path with another method: 405 in the contract's envelope.
-async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    service_kit::rejections::method_not_allowed(req.method(), &[actix_web::http::Method::GET])
 }

@@ -20,22 +20,27 @@ pub mod throttle;
 pub mod tokens;
 pub mod users;
 
-use std::net::TcpListener;
 use std::sync::Arc;
 
 use access_token::{FolderSource, KeySet, TrustedKeys, Verifier, VerifierConfig};
 use actix_web::dev::{Server, ServiceRequest};
 use actix_web::middleware::Logger;
 use actix_web::{App, HttpServer, web};
+use service_kit::config::BindAddr;
+use service_kit::rejections::Unrouted;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 pub use crate::config::Settings;
 use crate::key_folder::{KeyFolder, KeyFolderError};
 use crate::passwords::Hasher;
-use crate::routes::AppState;
+use crate::routes::{AppState, Serve};
 use crate::sessions::{Policy, Sessions};
 use crate::signing_keys::LiveSigningKeys;
 use crate::store::{Store, StoreError};
 use crate::users::Accounts;
+
+/// The `realm` of the `WWW-Authenticate` challenges of the routes that take a bearer token.
+pub const VERIFIER_REALM: &str = "auth";
 
 /// Why the server could not start. `Display` is one line.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +71,7 @@ pub enum StartError {
 pub struct Application {
     port: u16,
     server: Server,
+    metrics: Option<(Server, u16)>,
     keys: Arc<LiveSigningKeys>,
 }
 
@@ -87,7 +93,7 @@ impl Application {
         // `/logout/all` verifies bearer tokens with the shared verifier, over the same public
         // keys (re-read from `keys/public` on an unknown kid).
         let verifier = web::Data::new(Verifier::new(
-            VerifierConfig::new(&settings.issuer, &settings.audience).realm("auth"),
+            VerifierConfig::new(&settings.issuer, &settings.audience).realm(VERIFIER_REALM),
             Arc::new(TrustedKeys::new(
                 FolderSource::new(KeyFolder::new(&settings.keys_dir).public_dir()),
                 KeySet::from_keys(ring.public_keys().iter().cloned()),
@@ -102,7 +108,10 @@ impl Application {
         ));
         keys.spawn();
 
-        let store = Store::new(&settings.redis_url)?;
+        for name in settings.not_yet_in_effect() {
+            log::warn!("{name} is set but not in effect in this build yet");
+        }
+        let store = store_for(&settings)?;
         let probe = store.clone();
         tokio::spawn(async move {
             match probe.ping().await {
@@ -127,24 +136,47 @@ impl Application {
         };
         let sessions = Sessions::new(store.clone(), keys.clone(), policy);
 
-        let listener = TcpListener::bind(&settings.bind)
-            .map_err(|source| StartError::Bind { addr: settings.bind.clone(), source })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr: settings.bind.clone(), source })?
-            .port();
+        let bind_error = |addr: &BindAddr| {
+            let addr = addr.to_string();
+            move |source| StartError::Bind { addr, source }
+        };
+        let (listener, port) = service_kit::listen::bind(settings.bind.as_str())
+            .map_err(bind_error(&settings.bind))?;
+        // `AUTH_METRICS_BIND`: `/metrics` on its own listener, and not on the API's.
+        let (serve, metrics_listener) = match &settings.metrics_bind {
+            Some(addr) => {
+                let bound = service_kit::listen::bind(addr.as_str()).map_err(bind_error(addr))?;
+                (Serve::Api, Some(bound))
+            }
+            None => (Serve::ApiAndMetrics, None),
+        };
 
         let shutdown_signal = service_kit::shutdown::signal().map_err(StartError::Signals)?;
         let shutdown_timeout = settings.shutdown_timeout.as_secs();
+        // The routes' own document: served, and the source of the 405s' `Allow`.
+        let doc = openapi::document(serve);
+        let unrouted = web::Data::new(Unrouted::from_openapi(&doc));
         let state = web::Data::new(AppState {
             metadata: routes::metadata_json(&settings.issuer),
-            openapi: openapi::json(),
+            openapi: service_kit::openapi::to_json(&doc),
             settings: Arc::new(settings),
             store,
             sessions,
             accounts,
             keys: keys.clone(),
         });
+        let metrics = match metrics_listener {
+            Some((listener, port)) => {
+                let state = state.clone();
+                let server = service_kit::listen::metrics_server(listener, move || {
+                    let state = state.clone();
+                    async move { routes::metrics_response(&state) }
+                })
+                .map_err(|source| StartError::Bind { addr: "metrics listener".into(), source })?;
+                Some((server, port))
+            }
+            None => None,
+        };
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(service_kit::limits::check))
@@ -157,7 +189,11 @@ impl Application {
                 .app_data(service_kit::rejections::form_config())
                 .app_data(service_kit::rejections::path_config())
                 .app_data(service_kit::rejections::query_config())
-                .configure(routes::configure)
+                .configure(|cfg| {
+                    routes::configure(&mut ServiceConfig::new(cfg), serve);
+                })
+                .app_data(unrouted.clone())
+                .default_service(web::to(service_kit::rejections::unrouted))
         })
         .client_request_timeout(service_kit::limits::CLIENT_REQUEST_TIMEOUT)
         .client_disconnect_timeout(service_kit::limits::CLIENT_DISCONNECT_TIMEOUT)
@@ -171,7 +207,7 @@ impl Application {
         .listen(listener)
         .map_err(|source| StartError::Bind { addr: "listener".into(), source })?
         .run();
-        Ok(Self { port, server, keys })
+        Ok(Self { port, server, metrics, keys })
     }
 
     /// The port the server listens on (useful with port 0).
@@ -179,10 +215,16 @@ impl Application {
         self.port
     }
 
+    /// The port of the metrics listener, when `AUTH_METRICS_BIND` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(_, port)| *port)
+    }
+
     /// Serves until the process gets SIGTERM or SIGINT; then stops accepting, lets in-flight
-    /// requests finish (at most `AUTH_SHUTDOWN_TIMEOUT`) and returns.
+    /// requests finish (at most `AUTH_SHUTDOWN_TIMEOUT`), stops the metrics listener and returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let stopped = self.server.await;
+        let stopped =
+            service_kit::listen::run(self.server, self.metrics.map(|(server, _)| server)).await;
         // It signs nothing any more: `keys prune` need not wait for its status to go stale.
         self.keys.remove_status();
         stopped
@@ -196,4 +238,16 @@ fn access_log() -> Logger {
         .custom_request_replace("method", |req: &ServiceRequest| req.method().to_string())
         .custom_request_replace("path", |req: &ServiceRequest| req.path().to_owned())
         .log_target("auth_server::access")
+}
+
+/// The Redis store of `settings.redis`. Today's store talks to one server; the Cluster and
+/// Sentinel modes are validated settings without a store yet, so they stop start-up.
+pub fn store_for(settings: &Settings) -> Result<Store, StartError> {
+    match settings.redis.standalone_url() {
+        Some(url) => Ok(Store::new(url)?),
+        None => Err(StartError::Other(format!(
+            "{}: this build talks to a single Redis server only (set AUTH_REDIS_URL)",
+            settings.redis.setting()
+        ))),
+    }
 }

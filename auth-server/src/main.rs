@@ -67,9 +67,7 @@ fn serve(settings: Settings) -> ExitCode {
 
 /// GET /readyz on the local port (`service_kit::healthcheck`).
 fn healthcheck(settings: &Settings) -> ExitCode {
-    let port =
-        settings.bind.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).unwrap_or(5000);
-    match service_kit::healthcheck::check_ready(port) {
+    match service_kit::healthcheck::check_ready(settings.bind.port().unwrap_or(5000)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("auth-server: {e}");

@@ -1,44 +1,27 @@
-//! The OpenAPI 3.1 document, generated with `utoipa` from the handlers' `#[utoipa::path]`
-//! attributes and the body types, served at `GET /openapi.json`.
+//! The OpenAPI 3.1 document, served at `GET /openapi.json`: collected by `utoipa_actix_web`
+//! from the same registrations that mount the routes ([`crate::routes::configure`]), so a route
+//! cannot be served and undocumented or the other way round.
 //!
 //! How it is kept true (the same recipe serves the api-server):
-//! - each handler carries its path, methods, body and every status it answers;
-//! - [`routes::ROUTES`] is the one list of routes: `routes::configure` mounts exactly it, and a
-//!   test checks the document lists exactly it;
-//! - the error envelope is `access_token::ErrorBody` / `access_token::ErrorCode` themselves; the token
-//!   response is described by a local mirror named like `access_token::TokenResponse`, checked
-//!   against the real type in the tests below;
+//! - each handler's `#[utoipa::path]` lists every status it answers and its body, which is the
+//!   type the handler serializes (`Registered`, `access_token::TokenResponse`, `Metadata`,
+//!   `Health`, `Ready`, `access_token::ErrorBody`); the responses many routes repeat are shared
+//!   types (`service_kit::openapi::{RateLimited, Unavailable, BearerRefusals}`);
+//! - the JWK Set is jsonwebtoken's `JwkSet`, serialized by the key ring, which has no schema of
+//!   its own: [`Jwks`] describes it, and a test holds the served set to it;
 //! - statuses any route can answer (`service_kit::openapi::COMMON_ERRORS`: 408, 414, 431, 500) are
 //!   added to every operation by [`document`], so no handler can forget them.
 
+use actix_web::App;
 use service_kit::openapi::BearerAuth;
 use utoipa::{OpenApi, ToSchema};
+use utoipa_actix_web::AppExt as _;
 
-use crate::routes;
+use crate::routes::{self, Serve};
 
-/// Login and refresh answer (mirror of `access_token::TokenResponse`).
+/// One public key (RFC 7517) of the JWK Set.
 #[derive(Debug, ToSchema)]
-#[schema(as = TokenResponse)]
-#[allow(dead_code)] // a schema only
-pub struct TokenResponseSchema {
-    /// RS256 JWT (RFC 9068).
-    pub access_token: String,
-    /// Always `Bearer`.
-    #[schema(pattern = "^Bearer$")]
-    pub token_type: String,
-    /// Seconds the access token lives.
-    #[schema(minimum = 0)]
-    pub expires_in: u64,
-    /// Opaque refresh token; absent when `AUTH_REFRESH_COOKIE=true` (it is then a cookie).
-    pub refresh_token: Option<String>,
-    /// Seconds the refresh token may still be used.
-    #[schema(minimum = 0)]
-    pub refresh_expires_in: u64,
-}
-
-/// One public key (RFC 7517).
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // a schema only
+#[allow(dead_code)] // describes jsonwebtoken's `Jwk` as the key ring serializes it
 pub struct Jwk {
     /// `RSA`.
     pub kty: String,
@@ -57,51 +40,13 @@ pub struct Jwk {
 
 /// RFC 7517 JWK Set.
 #[derive(Debug, ToSchema)]
-#[allow(dead_code)] // a schema only
+#[allow(dead_code)] // describes jsonwebtoken's `JwkSet`
 pub struct Jwks {
     /// Every published key.
     pub keys: Vec<Jwk>,
 }
 
-/// RFC 8414 authorization server metadata.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // a schema only
-pub struct Metadata {
-    /// `AUTH_ISSUER`.
-    pub issuer: String,
-    /// The JWKS URL.
-    pub jwks_uri: String,
-    /// The refresh endpoint.
-    pub token_endpoint: String,
-    /// `["refresh_token"]`.
-    pub grant_types_supported: Vec<String>,
-    /// `["none"]`.
-    pub token_endpoint_auth_methods_supported: Vec<String>,
-    /// Empty.
-    pub response_types_supported: Vec<String>,
-    /// `["articles:read"]`.
-    pub scopes_supported: Vec<String>,
-}
-
-/// `GET /healthz`.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // a schema only
-pub struct Health {
-    /// `ok`.
-    pub status: String,
-}
-
-/// `GET /readyz` when ready.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // a schema only
-pub struct Ready {
-    /// `ready`.
-    pub status: String,
-    /// The signing key.
-    pub kid: String,
-}
-
-/// The document.
+/// The document's frame: what is not a route.
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(
@@ -109,34 +54,22 @@ pub struct Ready {
         description = "Registers users, logs them in, signs RS256 access tokens, rotates refresh tokens.",
         license(name = "MIT OR Apache-2.0")
     ),
-    paths(
-        routes::register,
-        routes::login,
-        routes::token,
-        routes::logout,
-        routes::logout_all,
-        routes::jwks,
-        routes::metadata,
-        routes::healthz,
-        routes::readyz,
-        routes::metrics,
-        routes::openapi_json,
-    ),
     components(schemas(access_token::ErrorBody, access_token::ErrorCode)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
 
-/// The document, with the statuses of `service_kit::openapi::COMMON_ERRORS` on every operation.
-pub fn document() -> utoipa::openapi::OpenApi {
-    let mut doc = ApiDoc::openapi();
+/// The document of the routes `serve` mounts, with the statuses of
+/// `service_kit::openapi::COMMON_ERRORS` on every operation.
+pub fn document(serve: Serve) -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = App::new()
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .configure(|cfg| routes::configure(cfg, serve))
+        .split_for_parts();
+    service_kit::openapi::name_bearer_challenge(&mut doc, crate::VERIFIER_REALM, "");
     service_kit::openapi::add_common_responses(&mut doc, service_kit::openapi::COMMON_ERRORS);
     doc
-}
-
-/// The document as JSON, made once at start-up.
-pub fn json() -> String {
-    service_kit::openapi::to_json(&document())
 }
 
 #[cfg(test)]
@@ -145,7 +78,7 @@ mod tests {
 
     #[test]
     fn the_error_code_schema_lists_every_code_of_shared() {
-        let doc = serde_json::to_value(document()).unwrap();
+        let doc = serde_json::to_value(document(Serve::ApiAndMetrics)).unwrap();
         let listed = &doc["components"]["schemas"]["ErrorCode"]["enum"];
         let listed: Vec<&str> =
             listed.as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
@@ -186,7 +119,7 @@ mod tests {
 
     #[test]
     fn the_error_body_and_token_response_schemas_have_the_fields_of_the_shared_types() {
-        let doc = serde_json::to_value(document()).unwrap();
+        let doc = serde_json::to_value(document(Serve::ApiAndMetrics)).unwrap();
         let schemas = &doc["components"]["schemas"];
         let fields = |name: &str| -> Vec<String> {
             let mut v: Vec<String> =
@@ -213,7 +146,7 @@ mod tests {
 
     #[test]
     fn the_document_is_openapi_3_1_and_every_operation_documents_the_common_errors() {
-        let doc = serde_json::to_value(document()).unwrap();
+        let doc = serde_json::to_value(document(Serve::ApiAndMetrics)).unwrap();
         assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {

@@ -1,17 +1,27 @@
 //! HTTP handlers: parse the request, call the domain, shape the answer.
+//!
+//! Each route is declared once, on its handler: the actix attribute (`#[post("/login")]`) gives
+//! the path and methods that are mounted, `#[utoipa::path]` above it what is documented (every
+//! status and body); [`configure`] registers the handlers through `utoipa_actix_web`, which
+//! builds the OpenAPI document from the same registrations. A new route is a handler with both
+//! attributes and one `cfg.service(handler)` line in [`configure`]. Other methods on a known
+//! path get the contract's 405 with `Allow` (`service_kit::rejections::envelope_405`), unknown
+//! paths a 404 (`service_kit::rejections::not_found`).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use access_token::{ApiError, Authenticated, ErrorBody, ErrorCode, TokenResponse};
-use actix_web::http::Method;
+use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, Resource, web};
+use actix_web::{HttpRequest, HttpResponse, Responder, get, post, route, web};
 use serde::{Deserialize, Serialize};
+use service_kit::json::Json;
+use service_kit::openapi::{BearerRefusals, RateLimited, Unavailable};
 use utoipa::ToSchema;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::config::Settings;
-use crate::openapi::{Health, Jwks, Metadata, Ready, TokenResponseSchema};
 use crate::passwords::Password;
 use crate::sessions::{Issued, Sessions};
 use crate::signing_keys::LiveSigningKeys;
@@ -43,59 +53,35 @@ pub struct AppState {
 
 type Result<T> = std::result::Result<T, actix_web::Error>;
 
-/// Every route and its methods: the one list. [`configure`] mounts exactly these, and the
-/// OpenAPI document must list exactly these (a test compares them). A new route goes here,
-/// in `mount`, and in `openapi::ApiDoc`.
-pub const ROUTES: &[(&str, &[Method])] = &[
-    ("/register", &[Method::POST]),
-    ("/login", &[Method::POST]),
-    ("/token", &[Method::POST]),
-    ("/logout", &[Method::POST, Method::DELETE]),
-    ("/logout/all", &[Method::POST]),
-    ("/.well-known/jwks.json", &[Method::GET]),
-    ("/.well-known/oauth-authorization-server", &[Method::GET]),
-    ("/healthz", &[Method::GET]),
-    ("/readyz", &[Method::GET]),
-    ("/metrics", &[Method::GET]),
-    ("/openapi.json", &[Method::GET]),
-];
-
-/// Mounts every route of [`ROUTES`]; unknown paths get a JSON 404, known paths a JSON 405 for
-/// other methods.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    for &(path, methods) in ROUTES {
-        cfg.service(mount(path, methods));
-    }
-    cfg.default_service(web::to(not_found));
+/// Which routes a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serve {
+    /// The API, with `GET /metrics` (no `AUTH_METRICS_BIND`).
+    ApiAndMetrics,
+    /// The API alone (`/metrics` is on the metrics listener).
+    Api,
 }
 
-fn mount(path: &'static str, methods: &'static [Method]) -> Resource {
-    let r = resource(path, methods);
-    match path {
-        "/register" => r.route(web::post().to(register)),
-        "/login" => r.route(web::post().to(login)),
-        "/token" => r.route(web::post().to(token)),
-        "/logout" => r.route(web::post().to(logout)).route(web::delete().to(logout)),
-        "/logout/all" => r.route(web::post().to(logout_all)),
-        "/.well-known/jwks.json" => r.route(web::get().to(jwks)),
-        "/.well-known/oauth-authorization-server" => r.route(web::get().to(metadata)),
-        "/healthz" => r.route(web::get().to(healthz)),
-        "/readyz" => r.route(web::get().to(readyz)),
-        "/metrics" => r.route(web::get().to(metrics)),
-        "/openapi.json" => r.route(web::get().to(openapi_json)),
-        // Every path of ROUTES has an arm; a test checks each answers its methods.
-        _ => r,
+/// Registers every route of the API listener; `serve` says whether `/metrics` is one of them.
+pub fn configure(cfg: &mut ServiceConfig, serve: Serve) {
+    cfg.service(register)
+        .service(login)
+        .service(token)
+        .service(logout)
+        .service(logout_all)
+        .service(jwks)
+        .service(metadata)
+        .service(healthz)
+        .service(readyz)
+        .service(openapi_json);
+    if serve == Serve::ApiAndMetrics {
+        cfg.service(metrics);
     }
 }
 
-fn resource(path: &str, allowed: &'static [Method]) -> Resource {
-    web::resource(path).default_service(web::to(move |req: HttpRequest| async move {
-        service_kit::rejections::method_not_allowed(req.method(), allowed)
-    }))
-}
-
-async fn not_found() -> std::result::Result<HttpResponse, ApiError> {
-    Err(ApiError::not_found())
+/// Registers the routes of the metrics listener (`AUTH_METRICS_BIND`): `GET /metrics` alone.
+pub fn configure_metrics(cfg: &mut ServiceConfig) {
+    cfg.service(metrics);
 }
 
 /// `POST /register` body.
@@ -125,24 +111,23 @@ pub struct Registered {
 }
 
 #[utoipa::path(
-    post,
-    path = "/register",
     tag = "accounts",
     request_body = RegisterBody,
     responses(
         (status = 201, description = "Registered", body = Registered),
-        (status = 400, description = "Bad JSON or a bad field (`invalid_request`)", body = ErrorBody),
+        (status = 400, description = "Bad JSON, or a field missing, of the wrong type or breaking the rules (`invalid_request`, naming the field)", body = ErrorBody),
         (status = 409, description = "The username is taken (`username_taken`)", body = ErrorBody),
         (status = 413, description = "Body over 16 KiB (`payload_too_large`)", body = ErrorBody),
-        (status = 429, description = "Too many registrations from this address (`rate_limited`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
-        (status = 503, description = "Redis down or hashing saturated (`unavailable`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        RateLimited,
+        Unavailable,
     )
 )]
+#[post("/register")]
 pub(crate) async fn register(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<RegisterBody>,
-) -> Result<HttpResponse> {
+    body: Json<RegisterBody>,
+) -> Result<impl Responder> {
     let body = body.into_inner();
     let new = NewUser {
         username: body.username,
@@ -156,9 +141,10 @@ pub(crate) async fn register(
                 crate::metrics::throttled("register");
             }
         })?;
-    Ok(HttpResponse::Created()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(Registered { id: user.id, username: user.username, name: user.name }))
+    Ok(web::Json(Registered { id: user.id, username: user.username, name: user.name })
+        .customize()
+        .with_status(StatusCode::CREATED)
+        .insert_header((header::CACHE_CONTROL, "no-store")))
 }
 
 /// `POST /login` body.
@@ -173,23 +159,22 @@ pub struct LoginBody {
 }
 
 #[utoipa::path(
-    post,
-    path = "/login",
     tag = "accounts",
     request_body = LoginBody,
     responses(
-        (status = 200, description = "A token pair", body = TokenResponseSchema),
-        (status = 400, description = "Bad JSON or an over-long field (`invalid_request`)", body = ErrorBody),
+        (status = 200, description = "A token pair", body = TokenResponse),
+        (status = 400, description = "Bad JSON, or a field missing, of the wrong type or over-long (`invalid_request`, naming the field)", body = ErrorBody),
         (status = 401, description = "Unknown user or wrong password (`invalid_credentials`)", body = ErrorBody),
         (status = 413, description = "Body over 16 KiB (`payload_too_large`)", body = ErrorBody),
-        (status = 429, description = "Too many failures for this username or address (`rate_limited`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
-        (status = 503, description = "Redis down or hashing saturated (`unavailable`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        RateLimited,
+        Unavailable,
     )
 )]
+#[post("/login")]
 pub(crate) async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<LoginBody>,
+    body: Json<LoginBody>,
 ) -> Result<HttpResponse> {
     let body = body.into_inner();
     let client = client_addr(&req, &state.settings.trusted_proxies);
@@ -210,8 +195,6 @@ pub(crate) async fn login(
 }
 
 #[utoipa::path(
-    post,
-    path = "/token",
     tag = "sessions",
     description = "Rotates a refresh token, given in the JSON body, the form body (RFC 6749 §6) or the `refresh_token` cookie.",
     request_body(content(
@@ -220,13 +203,14 @@ pub(crate) async fn login(
     )),
     params(("refresh_token" = Option<String>, Cookie, description = "The refresh token (cookie mode)")),
     responses(
-        (status = 200, description = "A new token pair", body = TokenResponseSchema),
+        (status = 200, description = "A new token pair", body = TokenResponse),
         (status = 400, description = "No token (`invalid_request`), or unknown, expired, revoked or spent (`invalid_grant`)", body = ErrorBody),
         (status = 413, description = "Body over 16 KiB (`payload_too_large`)", body = ErrorBody),
         (status = 429, description = "The session rotated `AUTH_REFRESH_MAX_ROTATIONS` times in its window (`rate_limited`); the token is kept", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 503, description = "Redis down or full (`unavailable`); the token is kept", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
+#[post("/token")]
 pub(crate) async fn token(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -238,8 +222,6 @@ pub(crate) async fn token(
 }
 
 #[utoipa::path(
-    method(post, delete),
-    path = "/logout",
     tag = "sessions",
     description = "Ends the session of a refresh token (given as for `/token`); 204 also for an unknown token.",
     request_body(content(
@@ -251,9 +233,10 @@ pub(crate) async fn token(
         (status = 204, description = "Logged out"),
         (status = 400, description = "No token given (`invalid_request`)", body = ErrorBody),
         (status = 413, description = "Body over 16 KiB (`payload_too_large`)", body = ErrorBody),
-        (status = 503, description = "Redis down (`unavailable`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        Unavailable,
     )
 )]
+#[route("/logout", method = "POST", method = "DELETE")]
 pub(crate) async fn logout(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -265,18 +248,15 @@ pub(crate) async fn logout(
 }
 
 #[utoipa::path(
-    post,
-    path = "/logout/all",
     tag = "sessions",
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Every session of the user ended"),
-        (status = 400, description = "Malformed Authorization header (`invalid_request`)", body = ErrorBody),
-        (status = 401, description = "No or an invalid access token (`invalid_token`), with `WWW-Authenticate`", body = ErrorBody),
-        (status = 403, description = "The token lacks the scope (`insufficient_scope`)", body = ErrorBody),
-        (status = 503, description = "Redis down (`unavailable`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        BearerRefusals,
+        Unavailable,
     )
 )]
+#[post("/logout/all")]
 pub(crate) async fn logout_all(
     state: web::Data<AppState>,
     auth: Authenticated,
@@ -286,12 +266,12 @@ pub(crate) async fn logout_all(
 }
 
 #[utoipa::path(
-    get,
-    path = "/.well-known/jwks.json",
     tag = "discovery",
-    responses((status = 200, description = "RFC 7517 JWK Set of every published key", body = Jwks))
+    responses((status = 200, description = "RFC 7517 JWK Set of every published key", body = crate::openapi::Jwks))
 )]
+#[get("/.well-known/jwks.json")]
 pub(crate) async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    // The key ring serialized the set (jsonwebtoken's `JwkSet`) once, when it was loaded.
     let body = state.keys.load().jwks_json().to_owned();
     // Short, so a cached JWKS sees a key published by `keys add` before `keys activate`.
     let cache = format!("public, max-age={}", crate::key_folder::JWKS_MAX_AGE_SECS);
@@ -301,12 +281,46 @@ pub(crate) async fn jwks(state: web::Data<AppState>) -> HttpResponse {
         .body(body)
 }
 
+/// RFC 8414 authorization server metadata: what `GET /.well-known/oauth-authorization-server`
+/// answers, serialized once at start-up.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Metadata {
+    /// `AUTH_ISSUER`.
+    pub issuer: String,
+    /// The JWKS URL.
+    pub jwks_uri: String,
+    /// The refresh endpoint.
+    pub token_endpoint: String,
+    /// `["refresh_token"]`.
+    pub grant_types_supported: Vec<&'static str>,
+    /// `["none"]`.
+    pub token_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// Empty: no authorization endpoint.
+    pub response_types_supported: Vec<&'static str>,
+    /// `["articles:read"]`.
+    pub scopes_supported: Vec<&'static str>,
+}
+
+impl Metadata {
+    /// The metadata of `issuer`.
+    pub fn new(issuer: &str) -> Self {
+        Self {
+            issuer: issuer.to_owned(),
+            jwks_uri: format!("{issuer}/.well-known/jwks.json"),
+            token_endpoint: format!("{issuer}/token"),
+            grant_types_supported: vec!["refresh_token"],
+            token_endpoint_auth_methods_supported: vec!["none"],
+            response_types_supported: vec![],
+            scopes_supported: vec![crate::tokens::ISSUED_SCOPE],
+        }
+    }
+}
+
 #[utoipa::path(
-    get,
-    path = "/.well-known/oauth-authorization-server",
     tag = "discovery",
     responses((status = 200, description = "RFC 8414 metadata", body = Metadata))
 )]
+#[get("/.well-known/oauth-authorization-server")]
 pub(crate) async fn metadata(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
@@ -314,54 +328,68 @@ pub(crate) async fn metadata(state: web::Data<AppState>) -> HttpResponse {
         .body(state.metadata.clone())
 }
 
-/// RFC 8414 authorization server metadata for `issuer`.
+/// RFC 8414 authorization server metadata for `issuer`, as JSON.
 pub fn metadata_json(issuer: &str) -> String {
-    serde_json::json!({
-        "issuer": issuer,
-        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-        "token_endpoint": format!("{issuer}/token"),
-        "grant_types_supported": ["refresh_token"],
-        "token_endpoint_auth_methods_supported": ["none"],
-        "response_types_supported": [],
-        "scopes_supported": [crate::tokens::ISSUED_SCOPE],
+    serde_json::to_string(&Metadata::new(issuer)).unwrap_or_else(|e| {
+        log::error!("cannot serialize the metadata: {e}");
+        "{}".to_owned()
     })
-    .to_string()
 }
 
 /// `GET /metrics`: Prometheus text format; the active kid is read at each scrape.
 #[utoipa::path(
-    get,
-    path = "/metrics",
     tag = "operations",
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain; version=0.0.4", body = String))
 )]
+#[get("/metrics")]
 pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    metrics_response(&state)
+}
+
+/// The `/metrics` answer, on the API listener or the metrics listener.
+pub fn metrics_response(state: &AppState) -> HttpResponse {
     crate::metrics::signing_key(state.keys.load().signer().kid());
     service_kit::metrics::metrics_response()
 }
 
-#[utoipa::path(
-    get,
-    path = "/healthz",
-    tag = "operations",
-    responses((status = 200, description = "The process runs", body = Health))
-)]
-pub(crate) async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+/// The body of `GET /healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    #[schema(pattern = "^ok$")]
+    pub status: &'static str,
 }
 
 #[utoipa::path(
-    get,
-    path = "/readyz",
+    tag = "operations",
+    responses((status = 200, description = "The process runs", body = Health))
+)]
+#[get("/healthz")]
+pub(crate) async fn healthz() -> web::Json<Health> {
+    web::Json(Health { status: "ok" })
+}
+
+/// The body of `GET /readyz` when ready.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    /// `ready`.
+    #[schema(pattern = "^ready$")]
+    pub status: &'static str,
+    /// The signing key.
+    pub kid: String,
+}
+
+#[utoipa::path(
     tag = "operations",
     responses(
         (status = 200, description = "Redis answers, and the signing key is the one the key state names", body = Ready),
-        (status = 503, description = "Not ready (`unavailable`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        Unavailable,
     )
 )]
+#[get("/readyz")]
 pub(crate) async fn readyz(
     state: web::Data<AppState>,
-) -> std::result::Result<HttpResponse, ApiError> {
+) -> std::result::Result<impl Responder, ApiError> {
     // The live keys always hold a signer once the server runs; but it may not be the one the
     // key state names, when reloads keep failing.
     if let Err(reason) = state.keys.readiness() {
@@ -373,20 +401,17 @@ pub(crate) async fn readyz(
         log::warn!("not ready: {e}");
         return Err(ApiError::unavailable(crate::error::RETRY_AFTER_SECS));
     }
-    Ok(HttpResponse::Ok().insert_header((header::CACHE_CONTROL, "no-store")).json(
-        serde_json::json!({
-            "status": "ready",
-            "kid": state.keys.load().signer().kid(),
-        }),
-    ))
+    let kid = state.keys.load().signer().kid().to_owned();
+    Ok(web::Json(Ready { status: "ready", kid })
+        .customize()
+        .insert_header((header::CACHE_CONTROL, "no-store")))
 }
 
 #[utoipa::path(
-    get,
-    path = "/openapi.json",
     tag = "operations",
     responses((status = 200, description = "This document (OpenAPI 3.1)", body = Object))
 )]
+#[get("/openapi.json")]
 pub(crate) async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
@@ -461,32 +486,11 @@ pub struct TokenForm {
 /// (RFC 6749 §6) or the `refresh_token` cookie, in that order; 400 when there is none.
 async fn presented_refresh_token(req: &HttpRequest, payload: web::Payload) -> Result<String> {
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let body = read_body(payload).await?;
+    let body = service_kit::json::read_body(payload.into_inner()).await?;
     let from_body = refresh_token_from_body(content_type, &body)?;
     from_body
         .or_else(|| cookie(req, REFRESH_COOKIE))
         .ok_or_else(|| ApiError::invalid_request("no refresh token given").into())
-}
-
-/// Reads a body of at most [`service_kit::limits::MAX_BODY_BYTES`] (413 past it).
-async fn read_body(mut payload: web::Payload) -> std::result::Result<web::Bytes, ApiError> {
-    use futures_util::StreamExt as _;
-    let too_large = || {
-        ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("request body is larger than {} bytes", service_kit::limits::MAX_BODY_BYTES),
-        )
-    };
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|_| ApiError::invalid_request("could not read the request body"))?;
-        if body.len() + chunk.len() > service_kit::limits::MAX_BODY_BYTES {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
 }
 
 /// The refresh token in a `/token` or `/logout` body of type `content_type`, if any. Pure, so
@@ -502,9 +506,7 @@ pub fn refresh_token_from_body(
     match mime.as_deref() {
         None => Ok(None),
         Some("application/json") => {
-            let body: TokenJson = serde_json::from_slice(body).map_err(|e| {
-                ApiError::invalid_request(format!("invalid JSON body: {}", short(&e.to_string())))
-            })?;
+            let body: TokenJson = service_kit::json::parse(body)?;
             match (non_empty(body.refresh_token), non_empty(body.token)) {
                 (Some(a), Some(b)) if a != b => Err(ApiError::invalid_request(
                     "`refresh_token` and `token` are both given and differ",
@@ -526,11 +528,6 @@ pub fn refresh_token_from_body(
             "Content-Type must be application/json or application/x-www-form-urlencoded",
         )),
     }
-}
-
-/// At most 200 characters of a parser message (they name the position, not the input).
-fn short(text: &str) -> String {
-    text.chars().take(200).collect()
 }
 
 /// The client's address: the peer, or behind a trusted proxy the right-most untrusted address

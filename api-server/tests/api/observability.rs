@@ -101,3 +101,40 @@ async fn a_sane_request_id_is_echoed_and_one_is_made_otherwise() {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(resp.headers()["x-request-id"], "r-1");
 }
+
+#[tokio::test]
+async fn with_api_metrics_bind_metrics_are_served_only_on_their_own_listener() {
+    let root = tempfile::tempdir().unwrap();
+    let keys_dir = root.path().join("public");
+    std::fs::create_dir_all(&keys_dir).unwrap();
+    TestKey::trusted().write_public(&keys_dir);
+    let mut settings = api_server::Settings::for_tests(&keys_dir);
+    settings.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+    let app = api_server::Application::build(settings).await.unwrap();
+    let api = format!("http://127.0.0.1:{}", app.port());
+    let metrics = format!("http://127.0.0.1:{}", app.metrics_port().unwrap());
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::new();
+
+    let good = TestKey::trusted().sign(&claims_for("alice"));
+    let res = client.get(format!("{api}/articles")).bearer_auth(&good).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // The API listener: /metrics is an unknown path, and not in its document.
+    let res = client.get(format!("{api}/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["error"], "not_found");
+    let doc: serde_json::Value =
+        client.get(format!("{api}/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(doc["paths"].get("/metrics").is_none(), "{}", doc["paths"]);
+    assert!(doc["paths"].get("/articles").is_some());
+    // The metrics listener: /metrics, counting the API's requests, and nothing else.
+    let res = client.get(format!("{metrics}/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let text = res.text().await.unwrap();
+    let served = series(&text, "http_requests_total", &[("route", "/articles"), ("status", "200")]);
+    assert!(served.unwrap_or(0.0) >= 1.0, "{text}");
+    for path in ["/articles", "/healthz", "/openapi.json"] {
+        let res = client.get(format!("{metrics}{path}")).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path} on the metrics listener");
+    }
+}

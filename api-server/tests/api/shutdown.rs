@@ -224,3 +224,29 @@ async fn of_many_concurrent_requests_at_sigterm_every_one_answered_is_a_complete
     assert!(answered > 8, "too few requests went through to prove anything: {answered}");
     assert!(refused > 0, "no request came after SIGTERM: the test proves nothing");
 }
+
+#[tokio::test]
+async fn with_a_metrics_listener_sigterm_stops_both_and_the_process_exits_0() {
+    let root = tempfile::tempdir().unwrap();
+    let keys = root.path().join("public");
+    std::fs::create_dir_all(&keys).unwrap();
+    TestKey::trusted().write_public(&keys);
+    let ports = test_support::free_ports(2);
+    let env = [
+        ("API_BIND", format!("127.0.0.1:{}", ports[0])),
+        ("API_METRICS_BIND", format!("127.0.0.1:{}", ports[1])),
+        ("API_KEYS_DIR", keys.display().to_string()),
+        ("RUST_LOG", "info".to_owned()),
+    ];
+    let mut child = start("api-server", &env, &root.path().join("api.log"));
+    wait_for_port(ports[0], Duration::from_secs(30));
+    wait_for_port(ports[1], Duration::from_secs(30));
+    let client = reqwest::Client::new();
+    let res = client.get(format!("http://127.0.0.1:{}/metrics", ports[1])).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let res = client.get(format!("http://127.0.0.1:{}/metrics", ports[0])).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    let status = child.terminate(Duration::from_secs(10)).expect("exits on SIGTERM");
+    assert!(status.success(), "{status:?}");
+    assert!(TcpStream::connect(("127.0.0.1", ports[1])).await.is_err(), "metrics listener closed");
+}

@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use crate::config::Settings;
-use crate::store::Store;
 use crate::users;
 
 /// `auth-server users`.
@@ -72,7 +71,7 @@ pub async fn set_roles(
     for role in roles {
         users::check_role(role).map_err(|e| e.to_string())?;
     }
-    let store = Store::new(&settings.redis_url).map_err(|e| e.to_string())?;
+    let store = crate::store_for(settings).map_err(|e| e.to_string())?;
     match store.set_roles(&username, roles).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(format!("no user `{username}`")),

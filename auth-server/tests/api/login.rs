@@ -2,7 +2,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, spawn_app, unique_user};
+use crate::helpers::{PASSWORD, read, spawn_app, unique_user};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_returns_a_bearer_token_pair_that_is_not_cached() {
@@ -66,4 +66,39 @@ async fn login_with_a_missing_field_returns_400_invalid_request() {
     assert_eq!(reply.status, 400, "{}", reply.text);
     assert_eq!(reply.error(), "invalid_request");
     assert!(reply.body["error_description"].as_str().unwrap().contains("password"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_field_of_the_wrong_json_type_is_named_and_its_value_not_echoed() {
+    let app = spawn_app().await;
+    let user = unique_user("logintypes");
+    let cases = [
+        (json!({ "username": 5, "password": "a password" }), "`username` must be a string"),
+        (
+            json!({ "username": user, "password": 12_345_678_901_u64 }),
+            "`password` must be a string",
+        ),
+        (json!({ "username": user, "password": null }), "`password` must be a string"),
+        (json!({ "password": "a password" }), "`username` is required"),
+    ];
+    for (body, want) in cases {
+        let reply = app.post_json("/login", &body).await;
+        assert_eq!(reply.status, 400, "{body}: {}", reply.text);
+        assert_eq!(reply.error(), "invalid_request", "{body}");
+        let description = reply.body["error_description"].as_str().unwrap();
+        assert!(description.contains(want), "{body}: {description}");
+        assert!(!description.contains("12345678901"), "{description}");
+    }
+    let reply = read(
+        app.client
+            .post(app.url("/login"))
+            .header("content-type", "text/plain")
+            .body(r#"{"username":"u","password":"p"}"#)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((reply.status, reply.error()), (400, "invalid_request"));
+    assert!(reply.text.contains("Content-Type"), "{}", reply.text);
 }

@@ -70,3 +70,34 @@ async fn the_request_id_is_echoed_or_made() {
     assert_eq!(bad.status(), 404);
     assert_ne!(bad.headers()["x-request-id"], "a b");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_auth_metrics_bind_metrics_are_served_only_on_their_own_listener() {
+    let redis = test_support::RedisServer::start();
+    let keys = tempfile::tempdir().unwrap();
+    let mut settings = auth_server::Settings::for_tests(redis.url(), keys.path());
+    settings.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
+    let app = auth_server::Application::build(settings).await.unwrap();
+    let api = format!("http://127.0.0.1:{}", app.port());
+    let metrics = format!("http://127.0.0.1:{}", app.metrics_port().unwrap());
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::new();
+
+    assert_eq!(client.get(format!("{api}/healthz")).send().await.unwrap().status(), 200);
+    let res = client.get(format!("{api}/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.json::<serde_json::Value>().await.unwrap()["error"], "not_found");
+    let doc: serde_json::Value =
+        client.get(format!("{api}/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(doc["paths"].get("/metrics").is_none(), "{}", doc["paths"]);
+
+    let res = client.get(format!("{metrics}/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap();
+    assert!(series(&text, "http_requests_total", &[("route", "/healthz")]) >= 1.0, "{text}");
+    assert!(text.contains("auth_signing_key_info{"), "{text}");
+    for path in ["/healthz", "/login", "/.well-known/jwks.json"] {
+        let res = client.get(format!("{metrics}{path}")).send().await.unwrap();
+        assert_eq!(res.status(), 404, "{path} on the metrics listener");
+    }
+}

@@ -119,3 +119,30 @@ async fn a_body_over_16_kib_returns_413_payload_too_large() {
     assert_eq!(reply.status, 413, "{}", reply.text);
     assert_eq!(reply.error(), "payload_too_large");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_of_the_wrong_json_type_is_named_and_its_value_not_echoed() {
+    let app = spawn_app().await;
+    let ok = unique_user("types");
+    let cases = [
+        (json!({ "username": 5, "password": PASSWORD }), "`username` must be a string"),
+        (json!({ "username": ["a"], "password": PASSWORD }), "`username` must be a string"),
+        (json!({ "username": ok, "password": 31_415_926_535_u64 }), "`password` must be a string"),
+        (json!({ "username": ok, "password": { "p": PASSWORD } }), "`password` must be a string"),
+        (json!({ "username": ok, "password": PASSWORD, "name": 7 }), "`name` must be a string"),
+        (json!({ "username": ok, "password": PASSWORD, "name": true }), "`name` must be a string"),
+        (json!({ "password": PASSWORD }), "`username` is required"),
+        (json!({ "username": ok }), "`password` is required"),
+        (json!(["not-an", "object-of", "fields"]), "must be an object"),
+    ];
+    for (body, want) in cases {
+        let reply = app.post_json("/register", &body).await;
+        assert_eq!(reply.status, 400, "{body}: {}", reply.text);
+        assert_eq!(reply.error(), "invalid_request", "{body}");
+        let description = reply.body["error_description"].as_str().unwrap();
+        assert!(description.contains(want), "{body}: {description}");
+        assert!(!description.contains("31415926535") && !description.contains(PASSWORD));
+    }
+    // The account was never created by any of them.
+    assert_eq!(app.register(&ok).await.status, 201);
+}

@@ -124,11 +124,12 @@ impl<'de> Deserialize<'de> for Audience {
 }
 
 /// The body of a successful `/login` or `/token` answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenResponse {
-    /// The RS256 access token.
+    /// The RS256 access token (RFC 9068).
     pub access_token: String,
     /// Always `Bearer`.
+    #[schema(pattern = "^Bearer$")]
     pub token_type: String,
     /// Access-token lifetime in seconds.
     pub expires_in: u64,

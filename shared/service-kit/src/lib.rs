@@ -3,9 +3,11 @@
 //!
 //! - [`config`]: settings layered defaults → TOML file → environment, one-line errors;
 //! - [`duration`]: the `900` / `15m` / `7d` duration syntax of the configuration;
+//! - [`json`]: JSON bodies whose errors name the field (`serde_path_to_error`);
 //! - [`limits`]: header, target, body and time limits on every request (slow clients included);
 //! - [`rejections`]: the contract's answers for bad bodies, paths and queries (extractor
 //!   configs) and for a known path asked with another method (405);
+//! - [`listen`]: binding, and the metrics listener (`*_METRICS_BIND`) run beside the main one;
 //! - [`metrics`]: the HTTP metrics middleware and `GET /metrics`;
 //! - [`request_id`]: the `X-Request-Id` middleware;
 //! - [`shutdown`]: graceful shutdown on SIGTERM and SIGINT;
@@ -19,7 +21,9 @@
 pub mod config;
 pub mod duration;
 pub mod healthcheck;
+pub mod json;
 pub mod limits;
+pub mod listen;
 pub mod metrics;
 pub mod openapi;
 pub mod rejections;

@@ -1,13 +1,15 @@
 //! What the two OpenAPI 3.1 documents share, so both describe errors and bearer auth the same
 //! way: the `bearer` security scheme ([`BearerAuth`]), error responses whose body is
 //! [`ErrorBody`](access_token::ErrorBody) (its schema is derived from the real type, so it cannot
-//! drift), and [`add_common_responses`] for the statuses any route can answer whatever it does
-//! (the [`limits`](crate::limits), a 500).
+//! drift), the responses many routes repeat as types to name in `responses(...)`
+//! ([`RateLimited`], [`Unavailable`], [`BearerRefusals`]), and [`add_common_responses`] for the
+//! statuses any route can answer whatever it does (the [`limits`](crate::limits), a 500).
 
-use utoipa::Modify;
+use access_token::ErrorBody;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{IntoResponses, Modify};
 
 /// The name of the bearer security scheme: `security(("bearer" = []))` on an operation.
 pub const BEARER: &str = "bearer";
@@ -20,6 +22,49 @@ pub const COMMON_ERRORS: &[(&str, &str)] = &[
     ("431", "A header line is longer than 8 KiB (`invalid_request`)."),
     ("500", "Unexpected failure (`internal_error`); never carries details."),
 ];
+
+/// 429 `rate_limited` with `Retry-After`: `responses(..., RateLimited)`.
+#[derive(Debug, IntoResponses)]
+#[response(
+    status = 429,
+    description = "Too many attempts (`rate_limited`); retry after `Retry-After` seconds",
+    headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))
+)]
+pub struct RateLimited(pub ErrorBody);
+
+/// 503 `unavailable` with `Retry-After`: `responses(..., Unavailable)`.
+#[derive(Debug, IntoResponses)]
+#[response(
+    status = 503,
+    description = "A dependency is down or the server is saturated (`unavailable`); retry after `Retry-After` seconds",
+    headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))
+)]
+pub struct Unavailable(pub ErrorBody);
+
+/// What a route that needs a bearer token answers when the token will not do (RFC 6750 §3),
+/// each with a `WWW-Authenticate: Bearer realm="..."` challenge: `responses(..., BearerRefusals)`.
+/// [`name_bearer_challenge`] writes the service's realm and scope into the descriptions.
+#[derive(Debug, IntoResponses)]
+pub enum BearerRefusals {
+    /// A malformed `Authorization` header (`invalid_request`).
+    #[response(
+        status = 400,
+        headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"{realm}\", error=\"invalid_request\"`"))
+    )]
+    Malformed(ErrorBody),
+    /// No token, or an invalid, expired or revoked one (`invalid_token`).
+    #[response(
+        status = 401,
+        headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"{realm}\"`, with `error` and `error_description` when a token was given"))
+    )]
+    Unauthorized(ErrorBody),
+    /// The token lacks the route's scope (`insufficient_scope`).
+    #[response(
+        status = 403,
+        headers(("WWW-Authenticate" = String, description = "`Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{scope}\"`"))
+    )]
+    InsufficientScope(ErrorBody),
+}
 
 /// `#[openapi(modifiers(&BearerAuth))]`: adds the `bearer` HTTP security scheme (JWT).
 #[derive(Debug, Clone, Copy)]
@@ -41,11 +86,27 @@ impl Modify for BearerAuth {
     }
 }
 
-/// Adds each `(status, description)` of `statuses` as an [`error_response`] to every operation
-/// of `doc` that does not already document that status.
-pub fn add_common_responses(doc: &mut OpenApi, statuses: &[(&str, &str)]) {
-    for item in doc.paths.paths.values_mut() {
-        for op in [
+/// Writes `realm` and `scope` into the `{realm}` and `{scope}` of the [`BearerRefusals`]
+/// header descriptions of every operation of `doc` (an empty scope leaves `scope=` out).
+pub fn name_bearer_challenge(doc: &mut OpenApi, realm: &str, scope: &str) {
+    for op in operations(doc) {
+        for response in op.responses.responses.values_mut() {
+            let RefOr::T(response) = response else { continue };
+            for header in response.headers.values_mut() {
+                if let Some(text) = header.description.as_mut() {
+                    if scope.is_empty() {
+                        *text = text.replace(", scope=\"{scope}\"", "");
+                    }
+                    *text = text.replace("{realm}", realm).replace("{scope}", scope);
+                }
+            }
+        }
+    }
+}
+
+fn operations(doc: &mut OpenApi) -> impl Iterator<Item = &mut Operation> {
+    doc.paths.paths.values_mut().flat_map(|item| {
+        [
             &mut item.get,
             &mut item.post,
             &mut item.put,
@@ -57,9 +118,14 @@ pub fn add_common_responses(doc: &mut OpenApi, statuses: &[(&str, &str)]) {
         ]
         .into_iter()
         .flatten()
-        {
-            add_to_operation(op, statuses);
-        }
+    })
+}
+
+/// Adds each `(status, description)` of `statuses` as an [`error_response`] to every operation
+/// of `doc` that does not already document that status.
+pub fn add_common_responses(doc: &mut OpenApi, statuses: &[(&str, &str)]) {
+    for op in operations(doc) {
+        add_to_operation(op, statuses);
     }
 }
 
