@@ -95,6 +95,43 @@ pub enum SessionError {
     /// dropped: the client may log in again.
     #[error("a logout everywhere ran during the login")]
     LoggedOutMeanwhile,
+    /// The user was disabled, or its roles or password changed, while this login stored its
+    /// session, which was dropped.
+    #[error("the user changed during the login")]
+    UserChanged {
+        /// Disabled (or deleted): the login is refused; otherwise it may be retried.
+        disabled: bool,
+    },
+    /// The bearer token's session has ended (logged out, revoked, or gone).
+    #[error("the session has ended")]
+    Ended,
+}
+
+/// `POST /password`.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// The new password breaks the rules.
+    #[error(transparent)]
+    Invalid(#[from] InvalidField),
+    /// The current password check (wrong, throttled, Redis, hashing).
+    #[error(transparent)]
+    Check(#[from] LoginError),
+    /// Redis.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Hashing the new password.
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    /// Ending the other sessions.
+    #[error(transparent)]
+    Session(#[from] SessionError),
+}
+
+/// The answer to a bearer token whose session has ended (RFC 6750 challenge of realm `auth`).
+pub fn session_ended() -> ApiError {
+    ApiError::new(ErrorCode::InvalidToken, "the session has ended").with_www_authenticate(
+        r#"Bearer realm="auth", error="invalid_token", error_description="the session has ended""#,
+    )
 }
 
 fn store_error(e: &StoreError) -> ApiError {
@@ -173,8 +210,24 @@ impl From<SessionError> for ApiError {
             SessionError::Crypto(e) => internal(&e),
             SessionError::Sign(e) => internal(&e),
             SessionError::Successor => internal(&SessionError::Successor),
-            SessionError::LoggedOutMeanwhile => ApiError::unavailable(RETRY_AFTER_SECS),
+            SessionError::LoggedOutMeanwhile | SessionError::UserChanged { disabled: false } => {
+                ApiError::unavailable(RETRY_AFTER_SECS)
+            }
+            SessionError::UserChanged { disabled: true } => LoginError::InvalidCredentials.into(),
+            SessionError::Ended => session_ended(),
             SessionError::RateLimited { retry_after_secs } => rate_limited(retry_after_secs),
+        }
+    }
+}
+
+impl From<PasswordError> for ApiError {
+    fn from(e: PasswordError) -> Self {
+        match e {
+            PasswordError::Invalid(field) => ApiError::invalid_request(field.0),
+            PasswordError::Check(e) => e.into(),
+            PasswordError::Store(e) => store_error(&e),
+            PasswordError::Hash(e) => hash_error(&e),
+            PasswordError::Session(e) => e.into(),
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod key_folder;
 pub mod metrics;
 pub mod openapi;
 pub mod passwords;
+pub mod revocations;
 pub mod routes;
 pub mod sessions;
 pub mod signing_keys;
@@ -134,7 +135,12 @@ impl Application {
             max_rotations: settings.refresh_max_rotations,
             rotation_window: settings.refresh_rotation_window,
         };
-        let sessions = Sessions::new(store.clone(), keys.clone(), policy);
+        let hub = revocations::Hub::new(store.clone(), revocations::DEFAULT_MAX_WAITERS);
+        hub.spawn();
+        let publisher = revocations::Publisher::new(store.clone(), settings.access_token_ttl)
+            .with_hub(hub.clone())
+            .spawn_retries();
+        let sessions = Sessions::new(store.clone(), keys.clone(), policy, publisher);
 
         let bind_error = |addr: &BindAddr| {
             let addr = addr.to_string();

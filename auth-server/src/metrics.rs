@@ -6,7 +6,10 @@
 //! | `auth_logins_total` | `outcome`: `success` or the error code (`invalid_credentials`, `rate_limited`, `unavailable`, ...) | `POST /login` answers |
 //! | `auth_refresh_total` | `outcome`: `rotated`, `replay`, `limited` (the session's rotation limit), `reuse`, `unknown`, `expired`, `error` | `POST /token` rotations |
 //! | `auth_refresh_reuse_detected_total` | | spent refresh tokens presented again: **a security signal** (a stolen token, or a buggy client) |
-//! | `auth_sessions_revoked_total` | `reason`: `logout`, `logout_all`, `reuse`, `max_age`, `evicted` (a login past the user's session limit) | sessions ended |
+//! | `auth_sessions_revoked_total` | `reason`: `logout`, `logout_all`, `reuse`, `max_age`, `evicted` (a login past the user's session limit), `session_delete` (`DELETE /sessions/{sid}`), `others` (`DELETE /sessions/others`), `revoke` (`POST /revoke`), `password` (the other sessions at a password change), `disabled`, `roles`, `operator_logout` (the `users` commands) | sessions ended (for all but `max_age`: published on the revocation list and deleted) |
+//! | `auth_revocation_list_entries` | | entries on the revocation list (sessions whose access tokens could still pass), as last read or published by this instance |
+//! | `auth_revocation_waiters` | | `GET /revocations` long polls waiting now |
+//! | `auth_revocation_publish_errors_total` | `step`: `publish`, `delete` | ends of marked sessions that failed (retried in the background; the sessions refuse their tokens meanwhile) |
 //! | `auth_throttled_total` | `limit`: which limit answered 429 | throttled requests |
 //! | `auth_argon2_queue_depth` | | password checks waiting for a hashing slot |
 //! | `auth_argon2_running` | | password checks hashing right now |
@@ -48,8 +51,26 @@ static REUSE_DETECTED: LazyLock<IntCounter> = LazyLock::new(|| {
 static SESSIONS_REVOKED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
         "auth_sessions_revoked_total",
-        "Sessions ended, by reason: logout, logout_all, reuse, max_age, evicted (a login past the user's session limit).",
+        "Sessions ended, by reason: logout, logout_all, reuse, max_age, evicted (a login past the user's session limit), session_delete, others, revoke, password, disabled, roles, operator_logout.",
         &["reason"],
+    )
+});
+
+static REVOCATION_LIST: LazyLock<IntGauge> = LazyLock::new(|| {
+    gauge(
+        "auth_revocation_list_entries",
+        "Entries on the session revocation list (sessions whose access tokens could still be accepted), as last read or published by this instance.",
+    )
+});
+
+static REVOCATION_WAITERS: LazyLock<IntGauge> =
+    LazyLock::new(|| gauge("auth_revocation_waiters", "GET /revocations long polls waiting now."));
+
+static REVOCATION_PUBLISH_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "auth_revocation_publish_errors_total",
+        "Ends of sessions marked revoked that failed at a step (publish, delete); they are retried and the sessions refuse their tokens meanwhile.",
+        &["step"],
     )
 });
 
@@ -103,9 +124,14 @@ pub fn init() {
     for outcome in ["rotated", "replay", "limited", "reuse", "unknown", "expired", "error"] {
         REFRESHES.with_label_values(&[outcome]);
     }
-    for reason in ["logout", "logout_all", "reuse", "max_age", "evicted"] {
+    for reason in SESSION_END_REASONS {
         SESSIONS_REVOKED.with_label_values(&[reason]);
     }
+    for step in ["publish", "delete"] {
+        REVOCATION_PUBLISH_ERRORS.with_label_values(&[step]);
+    }
+    LazyLock::force(&REVOCATION_LIST);
+    LazyLock::force(&REVOCATION_WAITERS);
     LazyLock::force(&THROTTLED);
     LazyLock::force(&REUSE_DETECTED);
     LazyLock::force(&ARGON2_QUEUED);
@@ -138,9 +164,40 @@ pub fn refresh(outcome: &'static str) {
     }
 }
 
-/// `count` sessions ended for `reason` (`logout`, `logout_all`, `reuse`, `max_age`).
+/// Every `reason` of `auth_sessions_revoked_total`.
+pub const SESSION_END_REASONS: [&str; 12] = [
+    "logout",
+    "logout_all",
+    "reuse",
+    "max_age",
+    "evicted",
+    "session_delete",
+    "others",
+    "revoke",
+    "password",
+    "disabled",
+    "roles",
+    "operator_logout",
+];
+
+/// `count` sessions ended for `reason` (one of [`SESSION_END_REASONS`]).
 pub fn sessions_revoked(reason: &'static str, count: u64) {
     SESSIONS_REVOKED.with_label_values(&[reason]).inc_by(count);
+}
+
+/// The revocation list holds `entries`.
+pub fn revocation_list_size(entries: u64) {
+    REVOCATION_LIST.set(i64::try_from(entries).unwrap_or(i64::MAX));
+}
+
+/// `count` long polls wait now.
+pub fn revocation_waiters(count: usize) {
+    REVOCATION_WAITERS.set(i64::try_from(count).unwrap_or(i64::MAX));
+}
+
+/// Ending marked sessions failed at `step` (`publish` or `delete`).
+pub fn revocation_publish_error(step: &'static str) {
+    REVOCATION_PUBLISH_ERRORS.with_label_values(&[step]).inc();
 }
 
 /// A request refused with 429 by `limit` (e.g. `login_username`, `login_address`,

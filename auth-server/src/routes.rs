@@ -23,7 +23,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::config::Settings;
 use crate::passwords::Password;
-use crate::sessions::{Issued, Sessions};
+use crate::sessions::{ClientInfo, Issued, Sessions};
 use crate::signing_keys::LiveSigningKeys;
 use crate::store::Store;
 use crate::throttle::TrustedProxies;
@@ -184,7 +184,7 @@ pub(crate) async fn login(
             .authenticate(&body.username, Password::new(body.password), client)
             .await
             .map_err(ApiError::from)?;
-        state.sessions.login(&user).await.map_err(ApiError::from)
+        state.sessions.login(&user, &client_info(&req, client)).await.map_err(ApiError::from)
     }
     .await;
     crate::metrics::login(result.as_ref().map_or_else(|e| e.code().as_str(), |_| "success"));
@@ -243,7 +243,7 @@ pub(crate) async fn logout(
     payload: web::Payload,
 ) -> Result<HttpResponse> {
     let presented = presented_refresh_token(&req, payload).await?;
-    state.sessions.logout(&presented).await.map_err(ApiError::from)?;
+    state.sessions.logout(&presented, "logout").await.map_err(ApiError::from)?;
     Ok(logged_out(&state.settings))
 }
 
@@ -261,7 +261,7 @@ pub(crate) async fn logout_all(
     state: web::Data<AppState>,
     auth: Authenticated,
 ) -> Result<HttpResponse> {
-    state.sessions.logout_all(&auth.sub).await.map_err(ApiError::from)?;
+    state.sessions.inventory().logout_all(&auth.sub).await.map_err(ApiError::from)?;
     Ok(logged_out(&state.settings))
 }
 
@@ -540,6 +540,16 @@ pub fn client_addr(req: &HttpRequest, trusted: &TrustedProxies) -> IpAddr {
         .filter_map(|v| v.to_str().ok())
         .collect();
     trusted.client_addr(peer, forwarded.into_iter())
+}
+
+/// What the session inventory shows of a login's client: its `User-Agent` (cut to 256
+/// characters) and its network (never the full address).
+fn client_info(req: &HttpRequest, client: IpAddr) -> ClientInfo {
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).chars().take(256).collect());
+    ClientInfo::new(client, user_agent)
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {

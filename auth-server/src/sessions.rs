@@ -1,4 +1,6 @@
-//! Sessions: a login and every refresh token rotated from it.
+//! Sessions: a login and every refresh token rotated from it; how each one ends (always
+//! marked, then published on the revocation list, then deleted: [`crate::store::sessions`]);
+//! the inventory and the bearer routes' check that a token's session is still live.
 //!
 //! The access token issued with a refresh token is a function of the session, the refresh
 //! token and the time of issue only (`jti` derived from the refresh token, `iat` = time of
@@ -8,13 +10,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use access_token::AccessClaims;
+use std::net::IpAddr;
+
+use access_token::{AccessClaims, Verifier};
+use ipnet::{Ipv4Net, Ipv6Net};
 
 use crate::clock::millis;
 use crate::error::SessionError;
 use crate::metrics;
+use crate::revocations::Publisher;
 use crate::signing_keys::LiveSigningKeys;
-use crate::store::sessions::{CreatedSession, SESSIONS_PER_USER};
+use crate::store::sessions::{
+    CreatedSession, EndBy, Marked, SESSIONS_PER_USER, SessionInfo, SessionState,
+};
 use crate::store::{NewSession, RotateOutcome, Rotation, SessionData, Store, UserRecord};
 use crate::throttle::retry_after_secs;
 use crate::tokens::{RefreshToken, SessionId, open_successor, seal_successor};
@@ -53,18 +61,171 @@ pub struct Issued {
     pub refresh_expires_in: u64,
 }
 
+/// What a login records about its client, shown by the session inventory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientInfo {
+    /// The `User-Agent` header (cut to 256 characters when stored).
+    pub user_agent: Option<String>,
+    /// The client's network: its /24 (IPv4) or /48 (IPv6), never the full address.
+    pub network: Option<String>,
+}
+
+impl ClientInfo {
+    /// The client `addr` (the peer, or behind a trusted proxy the forwarded address) and its
+    /// `User-Agent`.
+    pub fn new(addr: IpAddr, user_agent: Option<String>) -> Self {
+        Self { user_agent: user_agent.filter(|ua| !ua.is_empty()), network: network_of(addr) }
+    }
+}
+
+/// The network an address is shown as: its /24 for IPv4 (an IPv4-mapped IPv6 address is its
+/// IPv4 one), its /48 for IPv6; `None` for the unspecified address (no peer).
+pub fn network_of(addr: IpAddr) -> Option<String> {
+    match addr.to_canonical() {
+        IpAddr::V4(v4) if v4.is_unspecified() => None,
+        IpAddr::V6(v6) if v6.is_unspecified() => None,
+        IpAddr::V4(v4) => Ipv4Net::new(v4, 24).ok().map(|n| n.trunc().to_string()),
+        IpAddr::V6(v6) => Ipv6Net::new(v6, 48).ok().map(|n| n.trunc().to_string()),
+    }
+}
+
+/// One session of the inventory, times in ms since the epoch (Redis time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionView {
+    /// What Redis holds.
+    pub info: SessionInfo,
+    /// `created + AUTH_SESSION_MAX_AGE`.
+    pub ends_ms: u64,
+    /// The session of the token that asked.
+    pub current: bool,
+}
+
+/// A user's sessions as a whole: the inventory, ending them (one, all, all but one), and the
+/// bearer routes' live check. Needs no signing key, so the operator commands use it too.
+#[derive(Debug, Clone)]
+pub struct Inventory {
+    store: Store,
+    publisher: Publisher,
+    max_age: Duration,
+}
+
+impl Inventory {
+    /// The sessions of `publisher`'s store, whose absolute lifetime is `max_age`.
+    pub fn new(publisher: Publisher, max_age: Duration) -> Self {
+        Self { store: publisher.store().clone(), publisher, max_age }
+    }
+
+    /// What ends sessions.
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
+    }
+
+    /// Ends every session of user `uid` (`except` one: the caller's, for
+    /// `DELETE /sessions/others` and a password change), counted under `reason`. A login
+    /// racing this does not survive it. Returns how many sessions ended.
+    pub async fn end_all(
+        &self,
+        uid: &str,
+        except: Option<&SessionId>,
+        reason: &'static str,
+    ) -> Result<usize, SessionError> {
+        let marked = self
+            .store
+            .mark_all_sessions(uid, except, millis(self.max_age), self.publisher.access_ttl())
+            .await?;
+        let count = marked.len();
+        self.publisher.end(marked, Some(reason)).await.map_err(|e| e.0)?;
+        log::info!("user {uid}: {count} session(s) ended ({reason})");
+        Ok(count)
+    }
+
+    /// Ends every session of user `uid`.
+    pub async fn logout_all(&self, uid: &str) -> Result<(), SessionError> {
+        self.end_all(uid, None, "logout_all").await.map(drop)
+    }
+
+    /// Ends session `sid` if it is one of user `uid`'s; `false` when it is not (gone, or
+    /// someone else's: the same answer).
+    pub async fn end_one(
+        &self,
+        uid: &str,
+        sid: &SessionId,
+        reason: &'static str,
+    ) -> Result<bool, SessionError> {
+        let ended = self.end_owned(uid, std::slice::from_ref(sid), reason).await?;
+        Ok(ended == 1)
+    }
+
+    /// Marks each of `sids` that user `uid` owns, then publishes and deletes them.
+    pub async fn end_owned(
+        &self,
+        uid: &str,
+        sids: &[SessionId],
+        reason: &'static str,
+    ) -> Result<usize, SessionError> {
+        let ttl = self.publisher.access_ttl();
+        let marks = sids.iter().map(|sid| self.store.mark_session(sid, EndBy::Owner(uid), ttl));
+        let marked: Vec<Marked> =
+            futures_util::future::try_join_all(marks).await?.into_iter().flatten().collect();
+        let count = marked.len();
+        self.publisher.end(marked, Some(reason)).await.map_err(|e| e.0)?;
+        Ok(count)
+    }
+
+    /// Whether the session of a verified access token is live; a token of a session marked
+    /// revoked has it published again (in the background) and is refused like an ended one.
+    pub async fn check_live(&self, claims: &AccessClaims) -> Result<SessionId, SessionError> {
+        let sid = SessionId::parse(&claims.sid).ok_or(SessionError::Ended)?;
+        match self.store.session_state(&sid, &claims.sub).await? {
+            SessionState::Live => Ok(sid),
+            SessionState::Ended => Err(SessionError::Ended),
+            SessionState::Marked(marked) => {
+                self.publisher.end_in_background(vec![marked]);
+                Err(SessionError::Ended)
+            }
+        }
+    }
+
+    /// The live sessions of user `uid`, newest first; `current` marks the caller's.
+    pub async fn list(
+        &self,
+        uid: &str,
+        current: Option<&SessionId>,
+    ) -> Result<Vec<SessionView>, SessionError> {
+        let max_age = millis(self.max_age);
+        let sessions = self.store.list_sessions(uid).await?;
+        Ok(sessions
+            .into_iter()
+            .map(|info| SessionView {
+                ends_ms: info.created_ms.saturating_add(max_age),
+                current: Some(&info.sid) == current,
+                info,
+            })
+            .collect())
+    }
+}
+
 /// Issues, rotates and ends sessions.
 #[derive(Debug, Clone)]
 pub struct Sessions {
     store: Store,
     keys: Arc<LiveSigningKeys>,
     policy: Arc<Policy>,
+    inventory: Inventory,
+    publisher: Publisher,
 }
 
 impl Sessions {
-    /// Sessions in `store`, signed with the active key of `keys`.
-    pub fn new(store: Store, keys: Arc<LiveSigningKeys>, policy: Policy) -> Self {
-        Self { store, keys, policy: Arc::new(policy) }
+    /// Sessions in `store`, signed with the active key of `keys`, published on the revocation
+    /// list by `publisher` when they end.
+    pub fn new(
+        store: Store,
+        keys: Arc<LiveSigningKeys>,
+        policy: Policy,
+        publisher: Publisher,
+    ) -> Self {
+        let inventory = Inventory::new(publisher.clone(), policy.max_age);
+        Self { store, keys, policy: Arc::new(policy), inventory, publisher }
     }
 
     /// The policy.
@@ -72,9 +233,21 @@ impl Sessions {
         &self.policy
     }
 
-    /// Starts a session for `user` (who just proved their password). Its creation time is
-    /// Redis's, so every instance computes the same max age and the same first `iat`.
-    pub async fn login(&self, user: &UserRecord) -> Result<Issued, SessionError> {
+    /// The user's sessions as a whole.
+    pub fn inventory(&self) -> &Inventory {
+        &self.inventory
+    }
+
+    /// Starts a session for `user` (who just proved their password) from `client`. Its
+    /// creation time is Redis's, so every instance computes the same max age and the same
+    /// first `iat`. A login that raced a logout everywhere, a disable, a role or a password
+    /// change of the user drops its session before answering (its token was never handed
+    /// out): a 503 to retry, or for a disabled user `invalid_credentials`.
+    pub async fn login(
+        &self,
+        user: &UserRecord,
+        client: &ClientInfo,
+    ) -> Result<Issued, SessionError> {
         let token = RefreshToken::generate()?;
         let sid = token.sid();
         let created = self
@@ -89,19 +262,32 @@ impl Sessions {
                 scope: crate::tokens::ISSUED_SCOPE,
                 ttl_ms: millis(self.policy.refresh_ttl.min(self.policy.max_age)),
                 max_age_ms: millis(self.policy.max_age),
+                user_agent: client.user_agent.as_deref(),
+                network: client.network.as_deref(),
             })
             .await?;
         let Some(CreatedSession { created_ms, evicted }) = created else {
             log::info!("user {}: login raced a logout everywhere; its session dropped", user.id);
             return Err(SessionError::LoggedOutMeanwhile);
         };
+        // The user as the password check read it must still be so now that the session is
+        // stored and indexed: a disable, role or password change that started meanwhile
+        // either sees this session in the index it ends, or is seen here.
+        if !self.store.user_unchanged(&user.username, user.version).await? {
+            self.store.drop_unissued_session(&user.id, &sid).await?;
+            let disabled = self.store.get_user(&user.username).await?.is_none_or(|u| u.disabled);
+            log::info!("user {}: login raced a change of the user; its session dropped", user.id);
+            return Err(SessionError::UserChanged { disabled });
+        }
         if !evicted.is_empty() {
             log::info!(
                 "user {}: {} oldest session(s) ended, past {SESSIONS_PER_USER} sessions",
                 user.id,
                 evicted.len()
             );
-            metrics::sessions_revoked("evicted", u64::try_from(evicted.len()).unwrap_or(1));
+            // The new session is stored: the login answers even if this fails (the oldest
+            // stay marked and are retried; the next login ends them otherwise).
+            let _ = self.inventory.end_owned(&user.id, &evicted, "evicted").await;
         }
         let data = SessionData {
             uid: user.id.clone(),
@@ -136,6 +322,7 @@ impl Sessions {
                 max_age_ms: millis(self.policy.max_age),
                 max_rotations: self.policy.max_rotations,
                 rotation_window_ms: millis(self.policy.rotation_window),
+                access_ttl: self.policy.access_ttl,
             })
             .await
             .inspect_err(|_| metrics::refresh("error"))?;
@@ -143,9 +330,9 @@ impl Sessions {
             RotateOutcome::Rotated { .. } => "rotated",
             RotateOutcome::Replay { .. } => "replay",
             RotateOutcome::Limited { .. } => "limited",
-            RotateOutcome::Reuse { .. } => "reuse",
+            RotateOutcome::Reuse(_) => "reuse",
+            RotateOutcome::Revoked(_) | RotateOutcome::Unknown => "unknown",
             RotateOutcome::Expired { .. } => "expired",
-            RotateOutcome::Unknown => "unknown",
         });
         match outcome {
             RotateOutcome::Rotated { session, rotated_ms } => {
@@ -161,15 +348,24 @@ impl Sessions {
                 log::info!("session {sid}: rotation limit reached");
                 Err(SessionError::RateLimited { retry_after_secs: retry_after_secs(retry_ms) })
             }
-            RotateOutcome::Reuse { uid } => {
+            RotateOutcome::Reuse(marked) => {
                 log::warn!(
-                    "session {sid} of user {uid}: spent refresh token presented, session revoked"
+                    "session {sid} of user {}: spent refresh token presented, session revoked",
+                    marked.uid
                 );
-                metrics::sessions_revoked("reuse", 1);
-                self.forget(&uid, &sid).await;
+                // Marked by the script: published, then deleted. A failure is retried in the
+                // background; the answer is the same (the token is spent either way).
+                let _ = self.publisher.end(vec![marked], Some("reuse")).await;
                 Err(SessionError::InvalidGrant("spent refresh token: session revoked"))
             }
+            RotateOutcome::Revoked(marked) => {
+                // Ended earlier but not completely (Redis failed in between): again.
+                let _ = self.publisher.end(vec![marked], None).await;
+                Err(SessionError::InvalidGrant("revoked session"))
+            }
             RotateOutcome::Expired { uid } => {
+                // Its end by age is not a revocation: its access tokens stay valid until
+                // they expire, like those of a session that went idle.
                 metrics::sessions_revoked("max_age", 1);
                 self.forget(&uid, &sid).await;
                 Err(SessionError::InvalidGrant("session reached its maximum age"))
@@ -178,32 +374,51 @@ impl Sessions {
         }
     }
 
-    /// Ends the session of `presented`, if it is a token of a live session. Unknown tokens are
-    /// not an error (logout gives no oracle).
-    pub async fn logout(&self, presented: &str) -> Result<(), SessionError> {
+    /// Ends the session of `presented`, if it is a token of a live session (counted under
+    /// `reason`: `logout` or `revoke`); `true` when it ended one. Unknown tokens are not an
+    /// error (logout gives no oracle).
+    pub async fn logout(
+        &self,
+        presented: &str,
+        reason: &'static str,
+    ) -> Result<bool, SessionError> {
         let Ok(presented) = RefreshToken::parse(presented) else {
-            return Ok(());
+            return Ok(false);
         };
         let sid = presented.sid();
-        if let Some(uid) = self.store.end_session(&sid, &presented.hash()).await? {
-            log::info!("session {sid} of user {uid} ended by logout");
-            metrics::sessions_revoked("logout", 1);
-            self.forget(&uid, &sid).await;
-        }
-        Ok(())
+        let by = EndBy::Token(&presented.hash());
+        let Some(marked) = self.store.mark_session(&sid, by, self.policy.access_ttl).await? else {
+            return Ok(false);
+        };
+        log::info!("session {sid} of user {} ended ({reason})", marked.uid);
+        self.publisher.end(vec![marked], Some(reason)).await.map_err(|e| e.0)?;
+        Ok(true)
     }
 
-    /// Ends every session of user `uid`.
-    pub async fn logout_all(&self, uid: &str) -> Result<(), SessionError> {
-        let count = self.store.end_all_sessions(uid, millis(self.policy.max_age)).await?;
-        log::info!("user {uid}: logged out everywhere ({count} session ids)");
-        metrics::sessions_revoked("logout_all", u64::try_from(count).unwrap_or(u64::MAX));
-        Ok(())
+    /// `POST /revoke` (RFC 7009): ends the session of a refresh token, or of a valid access
+    /// token of ours (its signature, issuer, audience and times checked by `verifier`);
+    /// anything else is ignored. The two kinds cannot be mistaken for each other (a refresh
+    /// token has no dots), so a `token_type_hint` changes nothing (RFC 7009 §2.1 lets the
+    /// server search every type). Returns whether a session ended.
+    pub async fn revoke(&self, token: &str, verifier: &Verifier) -> Result<bool, SessionError> {
+        if RefreshToken::parse(token).is_ok() {
+            return self.logout(token, "revoke").await;
+        }
+        match verifier.verify(token).await {
+            Ok(claims) => match SessionId::parse(&claims.sid) {
+                Some(sid) => self.inventory.end_one(&claims.sub, &sid, "revoke").await,
+                None => Ok(false),
+            },
+            Err(e) => {
+                log::debug!("revoke: not a valid access token of ours: {e}");
+                Ok(false)
+            }
+        }
     }
 
     async fn forget(&self, uid: &str, sid: &SessionId) {
         // Best effort: a stale id in the index only costs a DEL of a missing key later.
-        if let Err(e) = self.store.forget_session(uid, sid).await {
+        if let Err(e) = self.store.forget_sessions(uid, std::slice::from_ref(sid)).await {
             log::warn!("session {sid}: could not drop it from the index of user {uid}: {e}");
         }
     }

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::error::{InvalidField, LoginError, RegisterError};
+use crate::error::{InvalidField, LoginError, PasswordError, RegisterError};
 use crate::passwords::{Hasher, Password};
 use crate::store::{Store, UserRecord};
 use crate::throttle::{Limits, address_bucket, retry_after_secs};
@@ -148,6 +148,8 @@ impl Accounts {
             name,
             phc: Arc::from(phc),
             roles: vec![DEFAULT_ROLE.to_owned()],
+            disabled: false,
+            version: 0,
         };
         if self.store.create_user(&user).await? {
             log::info!("registered user {} ({})", user.username, user.id);
@@ -160,7 +162,9 @@ impl Accounts {
     /// Checks a username and password from `client`. Unknown users are verified against the
     /// dummy hash and counted like a wrong password, so both take the same time, give the
     /// same error and move the same counters. A login refused by a lockout (see
-    /// [`crate::throttle`]) is refused before any check, whether the user exists or not.
+    /// [`crate::throttle`]) is refused before any check, whether the user exists or not. A
+    /// disabled user is refused like a wrong password, after the same check (the same time,
+    /// and a failure counted either way: no oracle for a disabled account's password).
     pub async fn authenticate(
         &self,
         username: &str,
@@ -179,7 +183,7 @@ impl Accounts {
         // Nothing was counted yet: a refused hash (503) costs the client nothing.
         let matches = self.hasher.verify(password, phc).await?;
         match (state.user, normalized) {
-            (Some(user), Some(name)) if matches => {
+            (Some(user), Some(name)) if matches && !user.disabled => {
                 self.store.login_succeeded(&name, &address).await?;
                 Ok(user)
             }
@@ -188,6 +192,33 @@ impl Accounts {
                 Err(LoginError::InvalidCredentials)
             }
         }
+    }
+}
+
+impl Accounts {
+    /// `POST /password`: checks the new password's rules, then `current` exactly like a login
+    /// of `username` from `client` (the same throttle and lockouts), then stores `new` for user
+    /// `uid`, bumping the user's version so that a login with the old password racing this
+    /// drops its session. The caller then ends the user's other sessions.
+    pub async fn change_password(
+        &self,
+        username: &str,
+        uid: &str,
+        current: Password,
+        new: Password,
+        client: IpAddr,
+    ) -> Result<(), PasswordError> {
+        check_password(&new)?;
+        let user = self.authenticate(username, current, client).await?;
+        if user.id != uid {
+            return Err(LoginError::InvalidCredentials.into());
+        }
+        let phc = self.hasher.hash(new).await?;
+        if !self.store.set_password(&user.username, uid, &phc).await? {
+            return Err(LoginError::InvalidCredentials.into());
+        }
+        log::info!("user {uid}: password changed");
+        Ok(())
     }
 }
 

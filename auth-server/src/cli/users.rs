@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 
 use crate::config::Settings;
+use crate::revocations::Publisher;
+use crate::sessions::Inventory;
 use crate::users;
 
 /// `auth-server users`.
@@ -40,9 +42,9 @@ pub fn run(settings: &Settings, args: UsersArgs) -> ExitCode {
     let result = runtime.block_on(async {
         match args.command {
             UsersCommand::SetRoles { username, roles } => {
-                set_roles(settings, &username, &roles).await.map(|()| {
+                set_roles(settings, &username, &roles).await.map(|ended| {
                     format!(
-                        "{username}: roles set to {}; they apply from the next login\n",
+                        "{username}: roles set to {}; {ended} session(s) ended, the roles apply from the next login\n",
                         roles.join(" ")
                     )
                 })
@@ -61,20 +63,24 @@ pub fn run(settings: &Settings, args: UsersArgs) -> ExitCode {
     }
 }
 
-/// Sets a user's roles. They take effect at the user's next login.
+/// Sets a user's roles and ends the user's sessions, so that the new roles apply from the
+/// next login. Returns how many sessions ended.
 pub async fn set_roles(
     settings: &Settings,
     username: &str,
     roles: &[String],
-) -> Result<(), String> {
+) -> Result<usize, String> {
     let username = users::normalize_username(username).map_err(|e| e.to_string())?;
     for role in roles {
         users::check_role(role).map_err(|e| e.to_string())?;
     }
     let store = crate::store_for(settings).map_err(|e| e.to_string())?;
-    match store.set_roles(&username, roles).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(format!("no user `{username}`")),
-        Err(e) => Err(e.to_string()),
-    }
+    let uid = match store.set_roles(&username, roles).await {
+        Ok(Some(uid)) => uid,
+        Ok(None) => return Err(format!("no user `{username}`")),
+        Err(e) => return Err(e.to_string()),
+    };
+    let publisher = Publisher::new(store, settings.access_token_ttl);
+    let inventory = Inventory::new(publisher, settings.session_max_age);
+    inventory.end_all(&uid, None, "roles").await.map_err(|e| e.to_string())
 }

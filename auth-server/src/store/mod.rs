@@ -1,20 +1,21 @@
 //! The auth server's Redis: one connection type ([`Store`]), its errors, the deadline every
 //! call gets, and the count of failed calls; the commands and Lua scripts live with their
-//! concern: [`users`] (accounts), [`sessions`] (refresh-token sessions), [`throttle`] (login
-//! and registration limits).
+//! concern: [`users`] (accounts), [`sessions`] (refresh-token sessions), [`revocations`] (the
+//! session revocation list), [`throttle`] (login and registration limits).
 //!
 //! Each Lua script is a `.lua` file under `store/lua/`, loaded with `include_str!`; its header
 //! names the keys and arguments it takes, what it returns and the hash slot its keys share.
 //! Key names put the part that identifies the owner in a `{...}` hash tag, so that the keys one
 //! script touches are in one cluster slot. The key table is in ARCHITECTURE.md.
 //!
-//! A new concern (e.g. the revocation list) is a new file here with its own `impl Store`
+//! A new concern is a new file here with its own `impl Store`
 //! block and its scripts in `store/lua/`, using `Store::call`, `Store::run` and `lua_script!`, so
 //! every call keeps the deadline and the error count.
 //!
 //! Every call has a deadline; past it, or when Redis cannot be reached, the caller gets
 //! [`StoreError::Unavailable`] and answers 503, never a verdict on the token.
 
+pub mod revocations;
 pub mod sessions;
 pub mod throttle;
 pub mod users;
@@ -126,6 +127,27 @@ impl Store {
         let _: String = self.call(redis::cmd("PING").query_async(&mut conn)).await?;
         Ok(())
     }
+
+    /// Every key matching `pattern`, by `SCAN` (each call under the deadline); for operator
+    /// commands only, never a request path. On a Redis Cluster this must scan every primary.
+    async fn scan_match(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys = Vec::new();
+        let mut cursor = 0_u64;
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000);
+            let mut conn = self.conn();
+            let (next, batch): (u64, Vec<String>) = self.call(cmd.query_async(&mut conn)).await?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
+    }
 }
 
 /// A script of `store/lua/`, hashed once.
@@ -176,15 +198,20 @@ mod tests {
     const SCRIPTS: &[&str] = &[
         include_str!("lua/create_session.lua"),
         include_str!("lua/create_user.lua"),
+        include_str!("lua/describe_session.lua"),
         include_str!("lua/end_all_sessions.lua"),
-        include_str!("lua/end_session.lua"),
         include_str!("lua/index_session.lua"),
         include_str!("lua/login_check.lua"),
         include_str!("lua/login_failure.lua"),
         include_str!("lua/login_lock_left.lua"),
         include_str!("lua/login_success.lua"),
+        include_str!("lua/mark_session.lua"),
+        include_str!("lua/publish_revocations.lua"),
+        include_str!("lua/read_revocations.lua"),
         include_str!("lua/register_attempt.lua"),
         include_str!("lua/rotate.lua"),
+        include_str!("lua/set_disabled.lua"),
+        include_str!("lua/set_password.lua"),
         include_str!("lua/set_roles.lua"),
     ];
 

@@ -1,12 +1,22 @@
 //! Refresh-token sessions: `sess:{<sid>}` hashes and their `spent:{<sid>}` digests, and each
 //! user's index of session ids `usess:{<uid>}` and logout-everywhere generation `ugen:{<uid>}`.
 //!
+//! A session ends in ordered single-slot steps (ARCHITECTURE.md has the argument for each
+//! path): (1) it is **marked** revoked in its slot ([`Store::mark_session`], or the rotation
+//! script on reuse), which refuses every token of it from then on and yields `until`; (2) it is
+//! **published** on the revocation list; (3) its keys are **deleted**; (4) its id leaves the
+//! user's index ([`Store::end_marked`] runs 2–4). A failure after (1) leaves a session that
+//! refuses its tokens and is published again when one of them is presented.
+//!
 //! What one user can make Redis hold is bounded: a session keeps the last
 //! [`SPENT_DIGESTS_KEPT`] spent digests and rotates at most a configured number of times per
 //! window; a user has at most [`SESSIONS_PER_USER`] sessions (a login past it ends the oldest).
 
+use std::time::Duration;
+
 use redis::AsyncCommands as _;
 
+use super::revocations::{Revoked, SidDigest, VERIFIER_LEEWAY_SECS, retention};
 use super::{Store, StoreError, expiry_ms, lua_script, parse_roles, roles_json};
 use crate::tokens::{SessionId, TokenHash};
 
@@ -48,6 +58,10 @@ pub struct NewSession<'a> {
     pub ttl_ms: u64,
     /// Absolute session lifetime (the user's session index lives that long after a login).
     pub max_age_ms: u64,
+    /// The `User-Agent` sent at login, at most [`USER_AGENT_MAX_CHARS`] characters.
+    pub user_agent: Option<&'a str>,
+    /// The client's network at login (a /24 or /48, never the full address).
+    pub network: Option<&'a str>,
 }
 
 /// The inputs of a rotation.
@@ -71,6 +85,8 @@ pub struct Rotation<'a> {
     pub max_rotations: u32,
     /// The window of `max_rotations`, ms.
     pub rotation_window_ms: u64,
+    /// The access-token lifetime (for `until` when the rotation detects reuse).
+    pub access_ttl: Duration,
 }
 
 /// What the rotation script decided.
@@ -98,11 +114,10 @@ pub enum RotateOutcome {
         /// Until the window ends, ms.
         retry_ms: u64,
     },
-    /// A spent token: the session has been deleted.
-    Reuse {
-        /// Its user, to clean up the session index.
-        uid: String,
-    },
+    /// A spent token: the session is marked revoked; the caller publishes it, then deletes it.
+    Reuse(Marked),
+    /// A token of a session marked revoked whose end did not complete: publish it again.
+    Revoked(Marked),
     /// The session reached its maximum age and has been deleted.
     Expired {
         /// Its user.
@@ -120,13 +135,103 @@ pub const SPENT_DIGESTS_KEPT: u32 = 64;
 /// How many sessions one user may have; a login past it ends the user's oldest session.
 pub const SESSIONS_PER_USER: u32 = 100;
 
+/// The longest `User-Agent` a session keeps (characters; a longer one is cut).
+pub const USER_AGENT_MAX_CHARS: usize = 256;
+
+/// Who may end a session (checked in its slot by `mark_session.lua`).
+#[derive(Debug, Clone, Copy)]
+pub enum EndBy<'a> {
+    /// The holder of one of its refresh tokens (current, just rotated, or a kept spent one).
+    Token(&'a TokenHash),
+    /// Its owner, by user id (a verified access token's `sub`, or an operator command).
+    Owner(&'a str),
+}
+
+/// A session marked revoked (step 1 done): what steps 2–4 need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marked {
+    /// The session.
+    pub sid: SessionId,
+    /// Its user.
+    pub uid: String,
+    /// Unix seconds: the newest `exp` of its access tokens + [`VERIFIER_LEEWAY_SECS`].
+    pub until: u64,
+}
+
+impl Marked {
+    /// Its entry on the revocation list.
+    pub fn entry(&self) -> Revoked {
+        Revoked { sid_sha256: SidDigest::of(&self.sid).as_str().to_owned(), until: self.until }
+    }
+}
+
+/// The step of [`Store::end_marked`] that failed; the earlier ones are done.
+#[derive(Debug, thiserror::Error)]
+pub enum EndFailure {
+    /// Step 2: nothing published, nothing deleted (the sessions stay marked).
+    #[error("publishing the revocations: {0}")]
+    Publish(StoreError),
+    /// Step 3: published, not (all) deleted (they stay marked until deleted or expired).
+    #[error("deleting published sessions: {0}")]
+    Delete(StoreError),
+    /// Step 4: published and deleted; stale ids are left in an index (harmless).
+    #[error("dropping ended sessions from the index: {0}")]
+    Forget(StoreError),
+}
+
+impl From<EndFailure> for StoreError {
+    fn from(e: EndFailure) -> Self {
+        match e {
+            EndFailure::Publish(e) | EndFailure::Delete(e) | EndFailure::Forget(e) => e,
+        }
+    }
+}
+
+/// A live session, as the inventory shows it (times in ms since the epoch, Redis time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The session.
+    pub sid: SessionId,
+    /// Login time.
+    pub created_ms: u64,
+    /// The login or the last rotation.
+    pub last_used_ms: u64,
+    /// When it ends if not refreshed (the key's TTL).
+    pub expires_ms: u64,
+    /// The `User-Agent` at login.
+    pub user_agent: Option<String>,
+    /// The client network at login.
+    pub network: Option<String>,
+}
+
+/// What the bearer routes find of an access token's session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionState {
+    /// Live, and the user's.
+    Live,
+    /// Gone, or not the user's.
+    Ended,
+    /// Marked revoked, its end not complete (publish it again).
+    Marked(Marked),
+}
+
 /// A stored session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreatedSession {
     /// Its creation time (Redis time, ms since the epoch).
     pub created_ms: u64,
-    /// The user's oldest sessions, ended to stay within [`SESSIONS_PER_USER`].
+    /// The user's oldest sessions past [`SESSIONS_PER_USER`], which the caller ends (marked,
+    /// published, deleted, like any other end) to stay within the limit.
     pub evicted: Vec<SessionId>,
+}
+
+fn parse_marked(sid: &SessionId, reply: Option<Vec<String>>) -> Result<Option<Marked>, StoreError> {
+    let Some(reply) = reply else { return Ok(None) };
+    let [uid, until]: [String; 2] =
+        reply.try_into().map_err(|_| StoreError::Unexpected("malformed mark reply".into()))?;
+    let until =
+        until.parse().map_err(|_| StoreError::Unexpected("malformed revocation time".into()))?;
+    Ok(Some(Marked { sid: sid.clone(), uid, until }))
 }
 
 fn sess_key(sid: &SessionId) -> String {
@@ -148,8 +253,8 @@ impl Store {
     /// [`SESSIONS_PER_USER`]; (2) the session hash and its TTL, atomically, stamped with Redis's
     /// time; (3) the generation is read again. When a logout everywhere ran in between (the
     /// generation changed), the session is deleted and `None` returned: a login racing a logout
-    /// everywhere does not survive it. Then the evicted sessions are ended and dropped from the
-    /// index. ARCHITECTURE.md has the argument.
+    /// everywhere does not survive it (no token of it was handed out: nothing to publish).
+    /// The caller ends the evicted sessions. ARCHITECTURE.md has the argument.
     pub async fn create_session(
         &self,
         new: NewSession<'_>,
@@ -157,15 +262,21 @@ impl Store {
         let (generation, evicted) = self.index_session(new.uid, new.sid, new.max_age_ms).await?;
         let created_ms = self.store_session(&new).await?;
         if !self.generation_is(new.uid, generation).await? {
-            self.delete_sessions(std::slice::from_ref(new.sid)).await?;
-            self.forget_sessions(new.uid, std::slice::from_ref(new.sid)).await?;
+            self.drop_unissued_session(new.uid, new.sid).await?;
             return Ok(None);
         }
-        if !evicted.is_empty() {
-            self.delete_sessions(&evicted).await?;
-            self.forget_sessions(new.uid, &evicted).await?;
-        }
         Ok(Some(CreatedSession { created_ms, evicted }))
+    }
+
+    /// Deletes a session no token was handed out of (a login that lost a race): nothing to
+    /// publish.
+    pub async fn drop_unissued_session(
+        &self,
+        uid: &str,
+        sid: &SessionId,
+    ) -> Result<(), StoreError> {
+        self.delete_sessions(std::slice::from_ref(sid)).await?;
+        self.forget_sessions(uid, std::slice::from_ref(sid)).await
     }
 
     /// Login step 1: the sid joins the index; returns the user's generation and the sids past
@@ -204,7 +315,9 @@ impl Store {
             .arg(roles_json(new.roles)?)
             .arg(new.scope)
             .arg(new.token_hash.as_str())
-            .arg(expiry_ms(new.ttl_ms));
+            .arg(expiry_ms(new.ttl_ms))
+            .arg(new.user_agent.map(cut_user_agent).unwrap_or_default())
+            .arg(new.network.unwrap_or(""));
         let created: String = self.run(&create).await?;
         created.parse().map_err(|_| StoreError::Unexpected("malformed session time".into()))
     }
@@ -229,53 +342,173 @@ impl Store {
             .arg(r.sealed_successor)
             .arg(SPENT_DIGESTS_KEPT)
             .arg(r.max_rotations)
-            .arg(expiry_ms(r.rotation_window_ms));
+            .arg(expiry_ms(r.rotation_window_ms))
+            .arg(r.access_ttl.as_secs())
+            .arg(VERIFIER_LEEWAY_SECS);
         let reply: Vec<String> = self.run(&invocation).await?;
-        parse_rotation(reply)
+        parse_rotation(r.sid, reply)
     }
 
-    /// Ends the session of the presented token if the token belongs to it; returns its user.
-    pub async fn end_session(
+    /// Step 1 of ending a session: marks it revoked if `by` may end it (a token of it, or its
+    /// owner); `None` when the session is gone or `by` may not end it. Marking a marked
+    /// session again returns its first `until` (no token was issued since).
+    pub async fn mark_session(
         &self,
         sid: &SessionId,
-        presented: &TokenHash,
-    ) -> Result<Option<String>, StoreError> {
-        let mut invocation = lua_script!("end_session.lua").key(sess_key(sid));
-        invocation.key(spent_key(sid)).arg(presented.as_str());
-        self.run(&invocation).await
+        by: EndBy<'_>,
+        access_ttl: Duration,
+    ) -> Result<Option<Marked>, StoreError> {
+        let mut invocation = lua_script!("mark_session.lua").key(sess_key(sid));
+        invocation.key(spent_key(sid));
+        match by {
+            EndBy::Token(hash) => invocation.arg("token").arg(hash.as_str()),
+            EndBy::Owner(uid) => invocation.arg("owner").arg(uid),
+        };
+        invocation.arg(access_ttl.as_secs()).arg(VERIFIER_LEEWAY_SECS);
+        let reply: Option<Vec<String>> = self.run(&invocation).await?;
+        parse_marked(sid, reply)
     }
 
-    /// Drops a session id from its user's index (after the session itself is gone).
-    pub async fn forget_session(&self, uid: &str, sid: &SessionId) -> Result<(), StoreError> {
-        self.forget_sessions(uid, std::slice::from_ref(sid)).await
+    /// Step 1 of ending every session of user `uid` (but `except`): (a) bump the user's
+    /// generation and read the index (a login racing this drops its own session when it sees
+    /// the new generation), (b) mark each indexed session the user owns; ids whose session is
+    /// gone leave the index at once. The caller runs [`Self::end_marked`] on the result.
+    pub async fn mark_all_sessions(
+        &self,
+        uid: &str,
+        except: Option<&SessionId>,
+        max_age_ms: u64,
+        access_ttl: Duration,
+    ) -> Result<Vec<Marked>, StoreError> {
+        let mut bump = lua_script!("end_all_sessions.lua").key(usess_key(uid));
+        bump.key(ugen_key(uid)).arg(expiry_ms(max_age_ms));
+        let ids: Vec<String> = self.run(&bump).await?;
+        let sids: Vec<SessionId> = ids
+            .iter()
+            .filter_map(|id| SessionId::parse(id))
+            .filter(|sid| Some(sid) != except)
+            .collect();
+        let marks = sids.iter().map(|sid| self.mark_session(sid, EndBy::Owner(uid), access_ttl));
+        let marks = futures_util::future::try_join_all(marks).await?;
+        let (mut marked, mut stale) = (Vec::new(), Vec::new());
+        for (sid, mark) in sids.into_iter().zip(marks) {
+            match mark {
+                Some(m) => marked.push(m),
+                None => stale.push(sid),
+            }
+        }
+        if !stale.is_empty() {
+            self.forget_sessions(uid, &stale).await?;
+        }
+        Ok(marked)
     }
 
-    async fn forget_sessions(&self, uid: &str, sids: &[SessionId]) -> Result<(), StoreError> {
+    /// Steps 2–4 of ending marked sessions, in this order: publish them all on the revocation
+    /// list (one script in its slot), delete each session's keys, drop their ids from their
+    /// users' indexes. Safe to run again (a re-publication only repeats an entry). Returns the
+    /// list's size after the publication.
+    pub async fn end_marked(
+        &self,
+        marked: &[Marked],
+        access_ttl: Duration,
+    ) -> Result<Option<u64>, EndFailure> {
+        if marked.is_empty() {
+            return Ok(None);
+        }
+        let entries: Vec<Revoked> = marked.iter().map(Marked::entry).collect();
+        let published = self
+            .publish_revocations(&entries, retention(access_ttl))
+            .await
+            .map_err(EndFailure::Publish)?;
+        let sids: Vec<SessionId> = marked.iter().map(|m| m.sid.clone()).collect();
+        self.delete_sessions(&sids).await.map_err(EndFailure::Delete)?;
+        let mut by_user: Vec<(&str, Vec<SessionId>)> = Vec::new();
+        for m in marked {
+            match by_user.iter_mut().find(|(uid, _)| *uid == m.uid) {
+                Some((_, sids)) => sids.push(m.sid.clone()),
+                None => by_user.push((&m.uid, vec![m.sid.clone()])),
+            }
+        }
+        for (uid, sids) in by_user {
+            self.forget_sessions(uid, &sids).await.map_err(EndFailure::Forget)?;
+        }
+        Ok(Some(published.size))
+    }
+
+    /// The live sessions of user `uid`, newest first (marked ones have ended: left out).
+    pub async fn list_sessions(&self, uid: &str) -> Result<Vec<SessionInfo>, StoreError> {
+        let mut conn = self.conn();
+        let ids: Vec<String> = self.call(conn.zrange(usess_key(uid), 0, -1)).await?;
+        let sids: Vec<SessionId> = ids.iter().filter_map(|id| SessionId::parse(id)).collect();
+        let reads = sids.iter().map(|sid| async move {
+            let invocation = lua_script!("describe_session.lua").key(sess_key(sid));
+            let reply: Option<Vec<String>> = self.run(&invocation).await?;
+            Ok::<_, StoreError>(reply)
+        });
+        let replies = futures_util::future::try_join_all(reads).await?;
+        let bad = || StoreError::Unexpected("malformed session description".into());
+        let mut sessions = Vec::new();
+        for (sid, reply) in sids.into_iter().zip(replies) {
+            let Some(reply) = reply else { continue };
+            let [owner, created, rotated, ua, net, expires]: [String; 6] =
+                reply.try_into().map_err(|_| bad())?;
+            if owner != uid {
+                continue;
+            }
+            let created_ms: u64 = created.parse().map_err(|_| bad())?;
+            let rotated_ms: u64 = rotated.parse().map_err(|_| bad())?;
+            sessions.push(SessionInfo {
+                sid,
+                created_ms,
+                last_used_ms: created_ms.max(rotated_ms),
+                expires_ms: expires.parse().map_err(|_| bad())?,
+                user_agent: (!ua.is_empty()).then_some(ua),
+                network: (!net.is_empty()).then_some(net),
+            });
+        }
+        sessions.sort_by(|a, b| {
+            b.created_ms.cmp(&a.created_ms).then_with(|| a.sid.as_str().cmp(b.sid.as_str()))
+        });
+        Ok(sessions)
+    }
+
+    /// Whether `sid` is a live session of user `uid` (the bearer routes' check: an access token
+    /// verifies long after its session may have ended).
+    pub async fn session_state(
+        &self,
+        sid: &SessionId,
+        uid: &str,
+    ) -> Result<SessionState, StoreError> {
+        let mut conn = self.conn();
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(sess_key(sid)).arg(&["uid", "revoked"]);
+        let [owner, revoked]: [Option<String>; 2] = self.call(cmd.query_async(&mut conn)).await?;
+        if owner.as_deref() != Some(uid) {
+            return Ok(SessionState::Ended);
+        }
+        match revoked {
+            None => Ok(SessionState::Live),
+            Some(until) => {
+                let until = until
+                    .parse()
+                    .map_err(|_| StoreError::Unexpected("malformed revocation time".into()))?;
+                Ok(SessionState::Marked(Marked { sid: sid.clone(), uid: uid.to_owned(), until }))
+            }
+        }
+    }
+
+    /// Drops session ids from their user's index (after the sessions themselves are gone).
+    pub async fn forget_sessions(&self, uid: &str, sids: &[SessionId]) -> Result<(), StoreError> {
+        if sids.is_empty() {
+            return Ok(());
+        }
         let ids: Vec<&str> = sids.iter().map(SessionId::as_str).collect();
         let mut conn = self.conn();
         self.call(conn.zrem::<_, _, ()>(usess_key(uid), &ids)).await
     }
 
-    /// Ends every session of user `uid`, in three single-slot steps: (1) bump the user's
-    /// generation and read the index; (2) delete each indexed session; (3) remove those ids
-    /// from the index (each id rather than the whole set: a login racing this keeps its entry
-    /// until its own check drops it). Returns how many ids were in the index.
-    pub async fn end_all_sessions(&self, uid: &str, max_age_ms: u64) -> Result<usize, StoreError> {
-        let usess = usess_key(uid);
-        let mut bump = lua_script!("end_all_sessions.lua").key(&usess);
-        bump.key(ugen_key(uid)).arg(expiry_ms(max_age_ms));
-        let ids: Vec<String> = self.run(&bump).await?;
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let sids: Vec<SessionId> = ids.iter().filter_map(|id| SessionId::parse(id)).collect();
-        self.delete_sessions(&sids).await?;
-        let mut conn = self.conn();
-        self.call(conn.zrem::<_, _, ()>(&usess, &ids)).await?;
-        Ok(ids.len())
-    }
-
     /// Deletes sessions whatever their tokens: one `DEL` per session (its keys share a slot).
+    /// Only after they were published, or for a session no token was handed out of.
     async fn delete_sessions(&self, sids: &[SessionId]) -> Result<(), StoreError> {
         let mut pipe = redis::pipe();
         for sid in sids {
@@ -286,15 +519,30 @@ impl Store {
     }
 }
 
-fn parse_rotation(reply: Vec<String>) -> Result<RotateOutcome, StoreError> {
+/// `ua` cut to [`USER_AGENT_MAX_CHARS`] characters.
+fn cut_user_agent(ua: &str) -> &str {
+    ua.char_indices().nth(USER_AGENT_MAX_CHARS).map_or(ua, |(end, _)| &ua[..end])
+}
+
+fn parse_rotation(sid: &SessionId, reply: Vec<String>) -> Result<RotateOutcome, StoreError> {
     let bad = || StoreError::Unexpected("malformed rotation reply".into());
     let mut it = reply.into_iter();
     let status = it.next().ok_or_else(bad)?;
     let mut next = || it.next().ok_or_else(bad);
+    let marked = |uid: String, until: String| -> Result<Marked, StoreError> {
+        Ok(Marked { sid: sid.clone(), uid, until: until.parse().map_err(|_| bad())? })
+    };
     match status.as_str() {
         "unknown" => Ok(RotateOutcome::Unknown),
         "expired" => Ok(RotateOutcome::Expired { uid: next()? }),
-        "reuse" => Ok(RotateOutcome::Reuse { uid: next()? }),
+        "reuse" => {
+            let (uid, until) = (next()?, next()?);
+            Ok(RotateOutcome::Reuse(marked(uid, until)?))
+        }
+        "revoked" => {
+            let (uid, until) = (next()?, next()?);
+            Ok(RotateOutcome::Revoked(marked(uid, until)?))
+        }
         "limited" => {
             let retry_ms: i64 = next()?.parse().map_err(|_| bad())?;
             Ok(RotateOutcome::Limited { retry_ms: u64::try_from(retry_ms).unwrap_or(1).max(1) })
@@ -334,6 +582,7 @@ mod tests {
 
     const DAY_MS: u64 = 86_400_000;
     const UID: &str = "uid-1";
+    const TTL: Duration = Duration::from_secs(900);
 
     fn roles() -> Vec<String> {
         vec!["user".into()]
@@ -354,7 +603,35 @@ mod tests {
             scope: "articles:read",
             ttl_ms: DAY_MS,
             max_age_ms: 30 * DAY_MS,
+            user_agent: Some("curl/8.5"),
+            network: Some("127.0.0.0/24"),
         }
+    }
+
+    /// Ends every session of the user, all steps; returns how many were ended.
+    async fn end_all(store: &Store) -> usize {
+        let marked = store.mark_all_sessions(UID, None, DAY_MS, TTL).await.unwrap();
+        store.end_marked(&marked, TTL).await.unwrap();
+        marked.len()
+    }
+
+    /// Ends the session of `token` as logout does, all steps.
+    async fn logout(store: &Store, token: &RefreshToken) -> Option<Marked> {
+        let marked = store.mark_session(&token.sid(), EndBy::Token(&token.hash()), TTL).await;
+        let marked = marked.unwrap()?;
+        store.end_marked(std::slice::from_ref(&marked), TTL).await.unwrap();
+        Some(marked)
+    }
+
+    /// The digests on the revocation list.
+    async fn listed(store: &Store) -> Vec<crate::store::revocations::Revoked> {
+        let read =
+            store.read_revocations(None, 10_000, crate::store::revocations::OnReset::WholeList);
+        read.await.unwrap().entries.into_iter().map(|(_, r)| r).collect()
+    }
+
+    fn exists(redis: &test_support::RedisServer, sid: &SessionId) -> bool {
+        redis::cmd("EXISTS").arg(sess_key(sid)).query::<i64>(&mut redis.connection()).unwrap() == 1
     }
 
     /// Logs in: a new session; returns its first token and creation time.
@@ -383,6 +660,7 @@ mod tests {
                 max_age_ms,
                 max_rotations: 1_000_000,
                 rotation_window_ms: 3_600_000,
+                access_ttl: TTL,
             })
             .await
             .unwrap()
@@ -399,8 +677,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_session_rotates_replays_within_the_grace_and_dies_on_reuse() {
-        let (_redis, store) = test_util::store();
+    async fn a_session_rotates_replays_within_the_grace_and_is_marked_on_reuse() {
+        let (redis, store) = test_util::store();
         let (first, created_ms) = login(&store).await;
         let RotateOutcome::Rotated { session, rotated_ms } = rotate(&store, &first, 10_000).await
         else {
@@ -426,27 +704,145 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        // Without a grace, the same token is reuse: the session is gone.
-        assert_eq!(rotate(&store, &first, 0).await, RotateOutcome::Reuse { uid: UID.into() });
+        // Without a grace, the same token is reuse: the session is marked, not deleted, and
+        // `until` is the newest iat (the rotation) + the access TTL + the leeway.
+        let RotateOutcome::Reuse(marked) = rotate(&store, &first, 0).await else { panic!("reuse") };
+        let until = rotated_ms / 1000 + TTL.as_secs() + VERIFIER_LEEWAY_SECS;
+        assert_eq!(marked, Marked { sid: first.sid(), uid: UID.into(), until });
+        assert!(exists(&redis, &first.sid()), "published before deleted: still there");
+        // Marked: every token of it is refused, and presenting one asks for a re-publication;
+        // a token that is not of the session is only unknown.
+        let current = first.successor().unwrap(); // not the stored successor: unknown
+        assert_eq!(rotate(&store, &current, 10_000).await, RotateOutcome::Unknown);
+        assert_eq!(rotate(&store, &first, 10_000).await, RotateOutcome::Revoked(marked.clone()));
+        store.end_marked(std::slice::from_ref(&marked), TTL).await.unwrap();
+        assert!(!exists(&redis, &first.sid()));
         assert_eq!(rotate(&store, &first, 10_000).await, RotateOutcome::Unknown);
         let stranger = RefreshToken::generate().unwrap();
         assert_eq!(rotate(&store, &stranger, 10_000).await, RotateOutcome::Unknown);
+        assert_eq!(listed(&store).await, [marked.entry()]);
     }
 
     #[tokio::test]
-    async fn only_a_token_of_the_session_ends_it_and_logout_everywhere_ends_them_all() {
-        let (_redis, store) = test_util::store();
+    async fn only_a_token_of_the_session_or_its_owner_ends_it_and_logout_everywhere_ends_them_all()
+    {
+        let (redis, store) = test_util::store();
         let (one, _) = login(&store).await;
         let (two, _) = login(&store).await;
         let forged = RefreshToken::parse(&format!("{}{}", one.sid(), "A".repeat(42))).unwrap();
-        assert_eq!(store.end_session(&one.sid(), &forged.hash()).await.unwrap(), None);
-        assert_eq!(store.end_session(&one.sid(), &one.hash()).await.unwrap().as_deref(), Some(UID));
-        assert_eq!(rotate(&store, &one, 0).await, RotateOutcome::Unknown);
-        store.forget_session(UID, &one.sid()).await.unwrap();
+        let by_forged = store.mark_session(&one.sid(), EndBy::Token(&forged.hash()), TTL).await;
+        assert_eq!(by_forged.unwrap(), None, "knowing the sid is not enough");
+        let by_stranger = store.mark_session(&one.sid(), EndBy::Owner("uid-2"), TTL).await;
+        assert_eq!(by_stranger.unwrap(), None, "nor being another user");
+        assert!(listed(&store).await.is_empty(), "nothing published");
+        assert!(matches!(rotate(&store, &one, 10_000).await, RotateOutcome::Rotated { .. }));
 
-        assert_eq!(store.end_all_sessions(UID, DAY_MS).await.unwrap(), 1);
+        let marked = logout(&store, &one).await.expect("a token of the session");
+        assert_eq!(marked.uid, UID);
+        assert!(!exists(&redis, &one.sid()));
+        assert_eq!(rotate(&store, &one, 0).await, RotateOutcome::Unknown);
+        assert_eq!(listed(&store).await, [marked.entry()]);
+
+        assert_eq!(end_all(&store).await, 1);
         assert_eq!(rotate(&store, &two, 0).await, RotateOutcome::Unknown);
-        assert_eq!(store.end_all_sessions(UID, DAY_MS).await.unwrap(), 0);
+        assert_eq!(listed(&store).await.len(), 2);
+        assert_eq!(end_all(&store).await, 0);
+        let indexed: u64 =
+            redis::cmd("ZCARD").arg(usess_key(UID)).query(&mut redis.connection()).unwrap();
+        assert_eq!(indexed, 0, "ended ids leave the index");
+    }
+
+    #[tokio::test]
+    async fn a_marked_session_whose_publication_failed_is_still_there_and_refuses_its_tokens() {
+        let (redis, store) = test_util::store();
+        let (token, _) = login(&store).await;
+        let (other, _) = login(&store).await;
+        // Break the list's slot: the publication (step 2) fails with WRONGTYPE.
+        let mut conn = redis.connection();
+        redis::cmd("SET").arg("rev:stream:{revocations}").arg("x").query::<()>(&mut conn).unwrap();
+        let marked = store.mark_session(&token.sid(), EndBy::Token(&token.hash()), TTL).await;
+        let marked = marked.unwrap().unwrap();
+        assert!(store.end_marked(std::slice::from_ref(&marked), TTL).await.is_err());
+        assert!(exists(&redis, &token.sid()), "not deleted before it is published");
+        let all = store.mark_all_sessions(UID, None, DAY_MS, TTL).await.unwrap();
+        assert_eq!(all.len(), 2);
+        assert!(store.end_marked(&all, TTL).await.is_err());
+        assert!(exists(&redis, &other.sid()), "logout everywhere does not delete first either");
+        // Refused meanwhile: rotation, the bearer check, the inventory.
+        assert_eq!(rotate(&store, &token, 10_000).await, RotateOutcome::Revoked(marked.clone()));
+        assert_eq!(
+            store.session_state(&token.sid(), UID).await.unwrap(),
+            SessionState::Marked(marked.clone())
+        );
+        assert!(store.list_sessions(UID).await.unwrap().is_empty());
+        // The marked session lives at least until its tokens cannot pass any more.
+        let ttl: i64 = redis::cmd("PTTL").arg(sess_key(&token.sid())).query(&mut conn).unwrap();
+        assert!(ttl > 0);
+        // Repaired: the retry publishes, then deletes.
+        redis::cmd("DEL").arg("rev:stream:{revocations}").query::<()>(&mut conn).unwrap();
+        store.end_marked(&all, TTL).await.unwrap();
+        assert!(!exists(&redis, &token.sid()) && !exists(&redis, &other.sid()));
+        assert_eq!(listed(&store).await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_marked_session_lives_at_least_until_its_tokens_expire() {
+        let (redis, store) = test_util::store();
+        let token = RefreshToken::generate().unwrap();
+        let (sid, hash, roles) = (token.sid(), token.hash(), roles());
+        // An idle TTL of 2 s, far shorter than the access tokens' 900 s.
+        let new = NewSession { ttl_ms: 2_000, ..new_session(&sid, &hash, &roles) };
+        store.create_session(new).await.unwrap().unwrap();
+        store.mark_session(&sid, EndBy::Owner(UID), TTL).await.unwrap().unwrap();
+        let ttl: i64 =
+            redis::cmd("PTTL").arg(sess_key(&sid)).query(&mut redis.connection()).unwrap();
+        assert!(ttl > 1_000_000, "{ttl}");
+    }
+
+    #[tokio::test]
+    async fn the_inventory_lists_live_sessions_newest_first_with_what_login_stored() {
+        let (redis, store) = test_util::store();
+        let (old, created_old) = login(&store).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let long_ua = "é".repeat(300);
+        let token = RefreshToken::generate().unwrap();
+        let (sid, hash, roles) = (token.sid(), token.hash(), roles());
+        let new = NewSession {
+            user_agent: Some(&long_ua),
+            network: None,
+            ..new_session(&sid, &hash, &roles)
+        };
+        let created_new = store.create_session(new).await.unwrap().unwrap().created_ms;
+        let RotateOutcome::Rotated { rotated_ms, .. } = rotate(&store, &old, 0).await else {
+            panic!("rotates")
+        };
+        let sessions = store.list_sessions(UID).await.unwrap();
+        assert_eq!(sessions.len(), 2);
+        assert_eq!(sessions[0].sid, sid, "newest first");
+        assert_eq!(sessions[0].created_ms, created_new);
+        assert_eq!(sessions[0].last_used_ms, created_new);
+        assert_eq!(sessions[0].user_agent.as_deref(), Some("é".repeat(256).as_str()));
+        assert_eq!(sessions[0].network, None);
+        assert_eq!(sessions[1].sid, old.sid());
+        assert_eq!(sessions[1].created_ms, created_old);
+        assert_eq!(sessions[1].last_used_ms, rotated_ms, "a rotation moves last use");
+        assert_eq!(sessions[1].user_agent.as_deref(), Some("curl/8.5"));
+        assert_eq!(sessions[1].network.as_deref(), Some("127.0.0.0/24"));
+        let now = redis_now_ms(&redis);
+        assert!((now + DAY_MS - 5_000..=now + DAY_MS).contains(&sessions[1].expires_ms));
+        assert!(store.list_sessions("uid-2").await.unwrap().is_empty());
+
+        assert_eq!(store.session_state(&sid, UID).await.unwrap(), SessionState::Live);
+        assert_eq!(store.session_state(&sid, "uid-2").await.unwrap(), SessionState::Ended);
+        // Ending all but one.
+        let marked = store.mark_all_sessions(UID, Some(&sid), DAY_MS, TTL).await.unwrap();
+        assert_eq!(marked.len(), 1);
+        assert_eq!(marked[0].sid, old.sid());
+        store.end_marked(&marked, TTL).await.unwrap();
+        let left: Vec<SessionId> =
+            store.list_sessions(UID).await.unwrap().into_iter().map(|s| s.sid).collect();
+        assert_eq!(left, std::slice::from_ref(&sid));
+        assert_eq!(store.session_state(&old.sid(), UID).await.unwrap(), SessionState::Ended);
     }
 
     #[tokio::test]
@@ -460,11 +856,11 @@ mod tests {
             let new = new_session(&sid, &hash, &roles);
             let (generation, _) = store.index_session(UID, new.sid, DAY_MS).await.unwrap();
             if racing_before_the_session {
-                assert_eq!(store.end_all_sessions(UID, DAY_MS).await.unwrap(), 1);
+                assert_eq!(end_all(&store).await, 0, "its session is not stored yet");
                 store.store_session(&new).await.unwrap();
             } else {
                 store.store_session(&new).await.unwrap();
-                assert_eq!(store.end_all_sessions(UID, DAY_MS).await.unwrap(), 1);
+                assert_eq!(end_all(&store).await, 1);
             }
             assert!(!store.generation_is(UID, generation).await.unwrap());
         }
@@ -510,6 +906,8 @@ mod tests {
                 .arg(SPENT_DIGESTS_KEPT)
                 .arg(1_000_000)
                 .arg(3_600_000)
+                .arg(TTL.as_secs())
+                .arg(VERIFIER_LEEWAY_SECS)
                 .arg(skewed_now_ms);
             let reply: Vec<String> = store.run(&raw).await.unwrap();
             assert_eq!(reply[0], "replay", "{skewed_now_ms}: {reply:?}");
@@ -541,6 +939,7 @@ mod tests {
                 max_age_ms: 30 * DAY_MS,
                 max_rotations,
                 rotation_window_ms: 3_600_000,
+                access_ttl: TTL,
             })
             .await
             .unwrap();
@@ -592,7 +991,7 @@ mod tests {
         let too_old = chain[0].clone();
         let oldest_kept = chain[1].clone();
         assert_eq!(rotate(&store, &too_old, 0).await, RotateOutcome::Unknown);
-        assert_eq!(rotate(&store, &oldest_kept, 0).await, RotateOutcome::Reuse { uid: UID.into() });
+        assert!(matches!(rotate(&store, &oldest_kept, 0).await, RotateOutcome::Reuse(_)));
     }
 
     #[tokio::test]
@@ -632,9 +1031,12 @@ mod tests {
         let created =
             store.create_session(new_session(&sid, &hash, &roles)).await.unwrap().unwrap();
         assert_eq!(created.evicted, [oldest.sid()]);
+        // The caller ends it like any other end (the domain does, publishing it).
+        let marked = store.mark_session(&oldest.sid(), EndBy::Owner(UID), TTL).await.unwrap();
+        store.end_marked(&[marked.unwrap()], TTL).await.unwrap();
         assert_eq!(rotate(&store, &oldest, 0).await, RotateOutcome::Unknown);
         assert!(matches!(rotate(&store, &second, 0).await, RotateOutcome::Rotated { .. }));
-        assert_eq!(store.end_all_sessions(UID, DAY_MS).await.unwrap(), SESSIONS_PER_USER as usize);
+        assert_eq!(end_all(&store).await, SESSIONS_PER_USER as usize);
     }
 
     #[tokio::test]
@@ -659,6 +1061,7 @@ mod tests {
                 max_age_ms: 30 * DAY_MS,
                 max_rotations: 10,
                 rotation_window_ms: 3_600_000,
+                access_ttl: TTL,
             })
             .await;
         assert!(

@@ -205,6 +205,8 @@ mod tests {
             name: None,
             phc: Arc::from("$argon2id$x"),
             roles: vec!["user".into()],
+            disabled: false,
+            version: 0,
         };
         store.create_user(&user).await.unwrap();
         store.login_failed(Some("alice"), "192.0.2.1", &limits).await.unwrap();

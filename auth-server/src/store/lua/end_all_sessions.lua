@@ -1,6 +1,6 @@
 -- Step 1 of logout everywhere: bumps the user's generation (a login that indexed its session
 -- before this sees the change and drops its session) and returns the indexed sids, which the
--- caller then deletes (step 2, slot of each sid) and removes from the index (step 3).
+-- caller then marks revoked (each in its slot), publishes, deletes and removes from the index.
 -- KEYS[1] usess:{<uid>}   KEYS[2] ugen:{<uid>}
 -- ARGV    generation TTL (ms: the session max age)
 -- Returns the indexed sids.

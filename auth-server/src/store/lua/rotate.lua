@@ -3,18 +3,30 @@
 -- only the most recent spent digests kept, so one session's footprint is bounded.
 -- KEYS[1] sess:{<sid>}   KEYS[2] spent:{<sid>} (sorted set: digest -> rotation number)
 -- ARGV    presented digest, successor digest, grace (ms), refresh TTL (ms), max age (ms),
---         sealed successor, spent digests kept, rotations allowed per window, window (ms)
+--         sealed successor, spent digests kept, rotations allowed per window, window (ms),
+--         access-token lifetime (s), verifier leeway (s)
 -- Returns {'rotated', uid, username, name, roles, scope, created_ms, rotated_ms}
 --       | {'replay', uid, username, name, roles, scope, created_ms, sealed successor, rotated_ms}
 --       | {'limited', ms until the window ends} (nothing changed: the token stays current)
---       | {'reuse', uid} (session deleted) | {'expired', uid} (session deleted) | {'unknown'}
+--       | {'reuse', uid, until} (a spent token: the session is marked revoked, as by
+--          mark_session.lua, for the caller to publish and then delete)
+--       | {'revoked', uid, until} (marked before and a token of it presented: its end is not
+--          complete, publish again)
+--       | {'expired', uid} (session deleted) | {'unknown'}
 -- Time: Redis TIME (grace, max age, the window and the rotation time all on one clock).
 -- Slot: {<sid>} (both keys).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local s = redis.call('HMGET', KEYS[1], 'cur', 'prev', 'rotated_ms', 'created_ms', 'succ',
-  'uid', 'username', 'name', 'roles', 'scope', 'n', 'win', 'win_n')
+  'uid', 'username', 'name', 'roles', 'scope', 'n', 'win', 'win_n', 'revoked')
 if not s[1] then return {'unknown'} end
+if s[14] then
+  -- Marked revoked, its end not complete: a token of it has the revocation published again.
+  if ARGV[1] == s[1] or ARGV[1] == s[2] or redis.call('ZSCORE', KEYS[2], ARGV[1]) then
+    return {'revoked', s[6], s[14]}
+  end
+  return {'unknown'}
+end
 local ends = tonumber(s[4]) + tonumber(ARGV[5])
 if now >= ends then
   redis.call('DEL', KEYS[1], KEYS[2])
@@ -42,7 +54,16 @@ if s[2] and s[2] ~= '' and ARGV[1] == s[2] and grace > 0 and now - tonumber(s[3]
   return {'replay', s[6], s[7], name, s[9], s[10], s[4], s[5], s[3]}
 end
 if redis.call('ZSCORE', KEYS[2], ARGV[1]) then
-  redis.call('DEL', KEYS[1], KEYS[2])
-  return {'reuse', s[6]}
+  -- Reuse: mark, never delete here, so that the session is published before it is gone.
+  local issued_ms = math.max(tonumber(s[4]), tonumber(s[3] or '0'))
+  local until_s = math.floor(issued_ms / 1000) + tonumber(ARGV[10]) + tonumber(ARGV[11])
+  local stamp = string.format('%d', until_s)
+  redis.call('HSET', KEYS[1], 'revoked', stamp, 'revoked_ms', string.format('%d', now))
+  local keep = until_s * 1000 - now
+  if keep > redis.call('PTTL', KEYS[1]) then
+    redis.call('PEXPIRE', KEYS[1], keep)
+    redis.call('PEXPIRE', KEYS[2], keep)
+  end
+  return {'reuse', s[6], stamp}
 end
 return {'unknown'}
