@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod introspection;
 pub mod key_folder;
 pub mod metrics;
 pub mod openapi;

@@ -95,7 +95,8 @@ mod tests {
             | C::PayloadTooLarge
             | C::RateLimited
             | C::Unavailable
-            | C::InternalError => c.as_str(),
+            | C::InternalError
+            | C::InvalidClient => c.as_str(),
         };
         let codes = [
             C::InvalidRequest,
@@ -109,6 +110,7 @@ mod tests {
             C::RateLimited,
             C::Unavailable,
             C::InternalError,
+            C::InvalidClient,
         ];
         let mut want: Vec<&str> = codes.into_iter().map(all).collect();
         let mut got = listed.clone();

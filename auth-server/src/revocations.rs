@@ -59,7 +59,28 @@ pub struct Publisher {
 enum Retry {
     /// Publish and delete these (counted under `reason` once done; `None`: a re-publication).
     End { marked: Vec<Marked>, reason: Option<&'static str> },
+    /// End every session of a user logged in by a time (but one), from the start.
+    EndAll(EndAll),
 }
+
+/// Ending every session of a user logged in by a time, retried after a failure (a password
+/// change whose own request could not end them).
+#[derive(Debug, Clone)]
+pub struct EndAll {
+    /// The user.
+    pub uid: String,
+    /// The session that stays (the caller's).
+    pub except: Option<crate::tokens::SessionId>,
+    /// Only sessions logged in at or before this Redis time (ms): later logins are not ended.
+    pub logged_in_by: u64,
+    /// The session max age (the generation's lifetime), ms.
+    pub max_age_ms: u64,
+    /// The metrics reason.
+    pub reason: &'static str,
+}
+
+/// How long an [`EndAll`] is retried before giving up (logged as an error).
+const END_ALL_RETRY_FOR: Duration = Duration::from_secs(3600);
 
 /// How many failed ends may wait for a retry; past it the newest is dropped (logged): its
 /// sessions stay marked and are published again when one of their tokens is presented.
@@ -119,6 +140,38 @@ impl Publisher {
         self.queue(marked, None);
     }
 
+    /// Marks, publishes and deletes every session `job` names; on a failure queues the whole
+    /// job for a retry and returns the error.
+    pub async fn end_all(&self, job: EndAll) -> Result<usize, PublishError> {
+        match self.try_end_all(&job).await {
+            Ok(count) => Ok(count),
+            Err(e) => {
+                if let Some(tx) = &self.retries
+                    && tx.try_send(Retry::EndAll(job.clone())).is_err()
+                {
+                    log::error!("user {}: ending its sessions not queued (queue full)", job.uid);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn try_end_all(&self, job: &EndAll) -> Result<usize, PublishError> {
+        let marked = self
+            .store
+            .mark_all_sessions(
+                &job.uid,
+                job.except.as_ref(),
+                Some(job.logged_in_by),
+                job.max_age_ms,
+                self.access_ttl,
+            )
+            .await?;
+        let count = marked.len();
+        self.try_end(&marked, Some(job.reason)).await?;
+        Ok(count)
+    }
+
     async fn try_end(
         &self,
         marked: &[Marked],
@@ -169,7 +222,14 @@ impl Publisher {
 /// any more (`until` is behind: publishing is moot and the marked sessions expire by
 /// themselves).
 async fn retry_loop(publisher: Publisher, mut rx: mpsc::Receiver<Retry>) {
-    while let Some(Retry::End { marked, reason }) = rx.recv().await {
+    while let Some(job) = rx.recv().await {
+        let (marked, reason) = match job {
+            Retry::End { marked, reason } => (marked, reason),
+            Retry::EndAll(job) => {
+                retry_end_all(&publisher, &job).await;
+                continue;
+            }
+        };
         let mut delay = Duration::from_millis(250);
         loop {
             tokio::time::sleep(delay).await;
@@ -191,6 +251,25 @@ async fn retry_loop(publisher: Publisher, mut rx: mpsc::Receiver<Retry>) {
                     delay = (delay * 2).min(Duration::from_secs(10));
                 }
             }
+        }
+    }
+}
+
+async fn retry_end_all(publisher: &Publisher, job: &EndAll) {
+    let started = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(250);
+    loop {
+        tokio::time::sleep(delay).await;
+        match publisher.try_end_all(job).await {
+            Ok(count) => {
+                log::info!("user {}: {count} session(s) ended on retry", job.uid);
+                return;
+            }
+            Err(_) if started.elapsed() > END_ALL_RETRY_FOR => {
+                log::error!("user {}: could not end its sessions; giving up", job.uid);
+                return;
+            }
+            Err(_) => delay = (delay * 2).min(Duration::from_secs(10)),
         }
     }
 }

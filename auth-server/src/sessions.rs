@@ -18,7 +18,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use crate::clock::millis;
 use crate::error::SessionError;
 use crate::metrics;
-use crate::revocations::Publisher;
+use crate::revocations::{EndAll, Publisher};
 use crate::signing_keys::LiveSigningKeys;
 use crate::store::sessions::{
     CreatedSession, EndBy, Marked, SESSIONS_PER_USER, SessionInfo, SessionState,
@@ -131,12 +131,31 @@ impl Inventory {
     ) -> Result<usize, SessionError> {
         let marked = self
             .store
-            .mark_all_sessions(uid, except, millis(self.max_age), self.publisher.access_ttl())
+            .mark_all_sessions(uid, except, None, millis(self.max_age), self.publisher.access_ttl())
             .await?;
         let count = marked.len();
         self.publisher.end(marked, Some(reason)).await.map_err(|e| e.0)?;
         log::info!("user {uid}: {count} session(s) ended ({reason})");
         Ok(count)
+    }
+
+    /// After a password change of user `uid` at `changed_ms` (Redis time): ends every other
+    /// session logged in by then. A failure is retried in the background with the same bound,
+    /// so the retry never ends a session logged in after the change.
+    pub async fn end_others_after_password(
+        &self,
+        uid: &str,
+        current: &SessionId,
+        changed_ms: u64,
+    ) -> Result<usize, SessionError> {
+        let job = EndAll {
+            uid: uid.to_owned(),
+            except: Some(current.clone()),
+            logged_in_by: changed_ms,
+            max_age_ms: millis(self.max_age),
+            reason: "password",
+        };
+        Ok(self.publisher.end_all(job).await.map_err(|e| e.0)?)
     }
 
     /// Ends every session of user `uid`.

@@ -199,7 +199,8 @@ impl Accounts {
     /// `POST /password`: checks the new password's rules, then `current` exactly like a login
     /// of `username` from `client` (the same throttle and lockouts), then stores `new` for user
     /// `uid`, bumping the user's version so that a login with the old password racing this
-    /// drops its session. The caller then ends the user's other sessions.
+    /// drops its session. Returns when (Redis time, ms); the caller then ends the user's other
+    /// sessions logged in by then.
     pub async fn change_password(
         &self,
         username: &str,
@@ -207,18 +208,18 @@ impl Accounts {
         current: Password,
         new: Password,
         client: IpAddr,
-    ) -> Result<(), PasswordError> {
+    ) -> Result<u64, PasswordError> {
         check_password(&new)?;
         let user = self.authenticate(username, current, client).await?;
         if user.id != uid {
             return Err(LoginError::InvalidCredentials.into());
         }
         let phc = self.hasher.hash(new).await?;
-        if !self.store.set_password(&user.username, uid, &phc).await? {
+        let Some(changed_ms) = self.store.set_password(&user.username, uid, &phc).await? else {
             return Err(LoginError::InvalidCredentials.into());
-        }
+        };
         log::info!("user {uid}: password changed");
-        Ok(())
+        Ok(changed_ms)
     }
 }
 

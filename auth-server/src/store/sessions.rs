@@ -369,7 +369,8 @@ impl Store {
         parse_marked(sid, reply)
     }
 
-    /// Step 1 of ending every session of user `uid` (but `except`): (a) bump the user's
+    /// Step 1 of ending every session of user `uid` (but `except`; and with `logged_in_by`,
+    /// a Redis time in ms, only those logged in at or before it): (a) bump the user's
     /// generation and read the index (a login racing this drops its own session when it sees
     /// the new generation), (b) mark each indexed session the user owns; ids whose session is
     /// gone leave the index at once. The caller runs [`Self::end_marked`] on the result.
@@ -377,11 +378,15 @@ impl Store {
         &self,
         uid: &str,
         except: Option<&SessionId>,
+        logged_in_by: Option<u64>,
         max_age_ms: u64,
         access_ttl: Duration,
     ) -> Result<Vec<Marked>, StoreError> {
         let mut bump = lua_script!("end_all_sessions.lua").key(usess_key(uid));
         bump.key(ugen_key(uid)).arg(expiry_ms(max_age_ms));
+        if let Some(bound) = logged_in_by {
+            bump.arg(bound);
+        }
         let ids: Vec<String> = self.run(&bump).await?;
         let sids: Vec<SessionId> = ids
             .iter()
@@ -610,7 +615,7 @@ mod tests {
 
     /// Ends every session of the user, all steps; returns how many were ended.
     async fn end_all(store: &Store) -> usize {
-        let marked = store.mark_all_sessions(UID, None, DAY_MS, TTL).await.unwrap();
+        let marked = store.mark_all_sessions(UID, None, None, DAY_MS, TTL).await.unwrap();
         store.end_marked(&marked, TTL).await.unwrap();
         marked.len()
     }
@@ -764,7 +769,7 @@ mod tests {
         let marked = marked.unwrap().unwrap();
         assert!(store.end_marked(std::slice::from_ref(&marked), TTL).await.is_err());
         assert!(exists(&redis, &token.sid()), "not deleted before it is published");
-        let all = store.mark_all_sessions(UID, None, DAY_MS, TTL).await.unwrap();
+        let all = store.mark_all_sessions(UID, None, None, DAY_MS, TTL).await.unwrap();
         assert_eq!(all.len(), 2);
         assert!(store.end_marked(&all, TTL).await.is_err());
         assert!(exists(&redis, &other.sid()), "logout everywhere does not delete first either");
@@ -783,6 +788,20 @@ mod tests {
         store.end_marked(&all, TTL).await.unwrap();
         assert!(!exists(&redis, &token.sid()) && !exists(&redis, &other.sid()));
         assert_eq!(listed(&store).await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_bound_on_login_time_leaves_later_logins_alone() {
+        let (redis, store) = test_util::store();
+        let (before, _) = login(&store).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let bound = redis_now_ms(&redis);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let (after, _) = login(&store).await;
+        let marked = store.mark_all_sessions(UID, None, Some(bound), DAY_MS, TTL).await.unwrap();
+        assert_eq!(marked.iter().map(|m| m.sid.clone()).collect::<Vec<_>>(), [before.sid()]);
+        store.end_marked(&marked, TTL).await.unwrap();
+        assert!(matches!(rotate(&store, &after, 0).await, RotateOutcome::Rotated { .. }));
     }
 
     #[tokio::test]
@@ -835,7 +854,7 @@ mod tests {
         assert_eq!(store.session_state(&sid, UID).await.unwrap(), SessionState::Live);
         assert_eq!(store.session_state(&sid, "uid-2").await.unwrap(), SessionState::Ended);
         // Ending all but one.
-        let marked = store.mark_all_sessions(UID, Some(&sid), DAY_MS, TTL).await.unwrap();
+        let marked = store.mark_all_sessions(UID, Some(&sid), None, DAY_MS, TTL).await.unwrap();
         assert_eq!(marked.len(), 1);
         assert_eq!(marked[0].sid, old.sid());
         store.end_marked(&marked, TTL).await.unwrap();

@@ -122,17 +122,18 @@ impl Store {
     }
 
     /// Replaces the password hash of user `uid` (named `username`) and bumps its version;
-    /// `false` when there is no such user.
+    /// returns when (Redis time, ms), `None` when there is no such user.
     pub async fn set_password(
         &self,
         username: &str,
         uid: &str,
         phc: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<u64>, StoreError> {
         let mut invocation = lua_script!("set_password.lua").key(user_key(username));
         invocation.arg(uid).arg(phc);
-        let done: i64 = self.run(&invocation).await?;
-        Ok(done == 1)
+        let done: Option<String> = self.run(&invocation).await?;
+        done.map(|ms| ms.parse().map_err(|_| StoreError::Unexpected("malformed time".into())))
+            .transpose()
     }
 
     /// Whether user `username` is still as a login read it: there, enabled, at `version`.
@@ -241,8 +242,12 @@ mod tests {
         store.set_disabled("alice", false).await.unwrap().unwrap();
         assert!(store.user_unchanged("alice", 2).await.unwrap());
 
-        assert!(!store.set_password("alice", "someone else", "$argon2id$new").await.unwrap());
-        assert!(store.set_password("alice", &alice().id, "$argon2id$new").await.unwrap());
+        assert_eq!(
+            store.set_password("alice", "someone else", "$argon2id$new").await.unwrap(),
+            None
+        );
+        let when = store.set_password("alice", &alice().id, "$argon2id$new").await.unwrap();
+        assert!(when.unwrap() > 1_700_000_000_000);
         let got = store.get_user("alice").await.unwrap().unwrap();
         assert_eq!(&*got.phc, "$argon2id$new");
         assert_eq!(got.version, 3);

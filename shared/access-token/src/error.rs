@@ -40,6 +40,8 @@ pub enum ErrorCode {
     Unavailable,
     /// Anything unexpected. Never carries details.
     InternalError,
+    /// A client authentication failed (RFC 6749 §5.2): the auth server's introspection caller.
+    InvalidClient,
 }
 
 impl ErrorCode {
@@ -57,6 +59,7 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::Unavailable => "unavailable",
             Self::InternalError => "internal_error",
+            Self::InvalidClient => "invalid_client",
         }
     }
 
@@ -64,7 +67,9 @@ impl ErrorCode {
     pub fn status(self) -> StatusCode {
         match self {
             Self::InvalidRequest | Self::InvalidGrant => StatusCode::BAD_REQUEST,
-            Self::InvalidCredentials | Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::InvalidCredentials | Self::InvalidToken | Self::InvalidClient => {
+                StatusCode::UNAUTHORIZED
+            }
             Self::InsufficientScope => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::UsernameTaken => StatusCode::CONFLICT,
@@ -219,6 +224,7 @@ mod tests {
             ErrorCode::RateLimited,
             ErrorCode::Unavailable,
             ErrorCode::InternalError,
+            ErrorCode::InvalidClient,
         ] {
             let json = serde_json::to_value(code).unwrap();
             assert_eq!(json, serde_json::Value::String(code.as_str().to_owned()));

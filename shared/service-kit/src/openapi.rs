@@ -181,7 +181,7 @@ mod tests {
             .filter_map(|v| v.as_str())
             .collect();
         assert!(codes.contains(&"invalid_token") && codes.contains(&"internal_error"), "{codes:?}");
-        assert_eq!(codes.len(), 11);
+        assert_eq!(codes.len(), 12, "the contract's codes, invalid_client included");
         let body = serde_json::to_value(access_token::ApiError::internal().body()).unwrap();
         for field in body.as_object().unwrap().keys() {
             assert!(schemas["ErrorBody"]["properties"][field].is_object(), "{field}");
