@@ -100,6 +100,49 @@ pub struct SessionView {
     pub current: bool,
 }
 
+/// One session as `GET /sessions` and `users sessions --json` show it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct SessionItem {
+    /// The session id (the `sid` claim of its access tokens).
+    pub sid: String,
+    /// Login, RFC 3339 UTC.
+    pub created_at: String,
+    /// The login or the last refresh, RFC 3339 UTC.
+    pub last_used_at: String,
+    /// When it ends unless refreshed (the refresh-token lifetime), RFC 3339 UTC.
+    pub expires_at: String,
+    /// When it ends however often it is refreshed (`created_at + AUTH_SESSION_MAX_AGE`).
+    pub ends_at: String,
+    /// The `User-Agent` at login, at most 256 characters.
+    pub user_agent: Option<String>,
+    /// The client's network at login: its /24 (IPv4) or /48 (IPv6), never the full address.
+    pub address: Option<String>,
+    /// The session of the token that asked.
+    pub current: bool,
+}
+
+/// RFC 3339 UTC, whole seconds, of `ms` since the epoch.
+pub fn rfc3339(ms: u64) -> String {
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+impl From<&SessionView> for SessionItem {
+    fn from(view: &SessionView) -> Self {
+        let info = &view.info;
+        Self {
+            sid: info.sid.to_string(),
+            created_at: rfc3339(info.created_ms),
+            last_used_at: rfc3339(info.last_used_ms),
+            expires_at: rfc3339(info.expires_ms.min(view.ends_ms)),
+            ends_at: rfc3339(view.ends_ms),
+            user_agent: info.user_agent.clone(),
+            address: info.network.clone(),
+            current: view.current,
+        }
+    }
+}
+
 /// A user's sessions as a whole: the inventory, ending them (one, all, all but one), and the
 /// bearer routes' live check. Needs no signing key, so the operator commands use it too.
 #[derive(Debug, Clone)]
