@@ -127,6 +127,26 @@ pub enum PasswordError {
     Session(#[from] SessionError),
 }
 
+/// The answer to an `/introspect` caller that is not a client of `AUTH_INTROSPECTION_CLIENTS`
+/// with its secret (RFC 6749 §5.2; the reason is not told).
+pub fn invalid_client() -> ApiError {
+    ApiError::new(ErrorCode::InvalidClient, "client authentication failed")
+        .with_www_authenticate(r#"Basic realm="auth", charset="UTF-8""#)
+}
+
+impl From<crate::revocations::PollError> for ApiError {
+    fn from(e: crate::revocations::PollError) -> Self {
+        match e {
+            crate::revocations::PollError::Busy => {
+                log::warn!("GET /revocations refused: too many requests waiting");
+                ApiError::new(ErrorCode::Unavailable, "too many requests are waiting; retry later")
+                    .with_retry_after(crate::revocations::BUSY_RETRY_AFTER_SECS)
+            }
+            crate::revocations::PollError::Store(e) => store_error(&e),
+        }
+    }
+}
+
 /// The answer to a bearer token whose session has ended (RFC 6750 challenge of realm `auth`).
 pub fn session_ended() -> ApiError {
     ApiError::new(ErrorCode::InvalidToken, "the session has ended").with_www_authenticate(

@@ -20,10 +20,10 @@ use subtle::{Choice, ConditionallySelectable as _, ConstantTimeEq as _};
 const MAX_CREDENTIALS_CHARS: usize = 1024;
 
 /// The resource servers allowed to introspect (`AUTH_INTROSPECTION_CLIENTS`).
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Clients(Vec<Client>);
 
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 struct Client {
     id: String,
     id_digest: [u8; 32],
@@ -40,6 +40,14 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
     out.copy_from_slice(digest(&SHA256, bytes).as_ref());
     out
+}
+
+impl From<&crate::config::IntrospectionClients> for Clients {
+    /// The clients of `AUTH_INTROSPECTION_CLIENTS` (validated there); only digests are kept.
+    fn from(clients: &crate::config::IntrospectionClients) -> Self {
+        use secrecy::ExposeSecret as _;
+        Self::new(clients.iter().map(|c| (c.id.as_str(), c.secret.expose_secret())))
+    }
 }
 
 impl Clients {
@@ -100,7 +108,7 @@ fn basic_credentials(value: &[u8]) -> Option<(String, String)> {
 }
 
 /// The answer for an active token: the contract's fields, nothing else.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Active {
     /// Always `true`.
     pub active: bool,
@@ -119,6 +127,7 @@ pub struct Active {
     /// Issuer.
     pub iss: String,
     /// Audience.
+    #[schema(value_type = String)]
     pub aud: serde_json::Value,
     /// The token's id.
     pub jti: String,
@@ -185,6 +194,14 @@ mod tests {
         let lower = format!("basic {}", STANDARD.encode(format!("api:{SECRET}")));
         assert_eq!(clients.authenticate(Some(lower.as_bytes())), Some("api"), "scheme in any case");
         assert_eq!(Clients::default().authenticate(Some(&basic(&format!("api:{SECRET}")))), None);
+    }
+
+    #[test]
+    fn the_settings_clients_are_the_ones_authenticated() {
+        let parsed = crate::config::IntrospectionClients::parse(&format!("api:{SECRET}")).unwrap();
+        let clients = Clients::from(&parsed);
+        assert_eq!(clients.authenticate(Some(&basic(&format!("api:{SECRET}")))), Some("api"));
+        assert_eq!(clients.authenticate(Some(&basic(&format!("api:{SECRET}x")))), None);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod passwords;
 pub mod revocations;
 pub mod routes;
+pub mod session_routes;
 pub mod sessions;
 pub mod signing_keys;
 pub mod store;
@@ -136,7 +137,7 @@ impl Application {
             max_rotations: settings.refresh_max_rotations,
             rotation_window: settings.refresh_rotation_window,
         };
-        let hub = revocations::Hub::new(store.clone(), revocations::DEFAULT_MAX_WAITERS);
+        let hub = revocations::Hub::new(store.clone(), settings.revocations_max_waiters);
         hub.spawn();
         let publisher = revocations::Publisher::new(store.clone(), settings.access_token_ttl)
             .with_hub(hub.clone())
@@ -158,11 +159,18 @@ impl Application {
             None => (Serve::ApiAndMetrics, None),
         };
 
-        let shutdown_signal = service_kit::shutdown::signal().map_err(StartError::Signals)?;
+        let signal = service_kit::shutdown::signal().map_err(StartError::Signals)?;
+        // Long polls answer at once on shutdown, rather than holding it for up to 30 s.
+        let closing = hub.clone();
+        let shutdown_signal = async move {
+            signal.await;
+            closing.close();
+        };
         let shutdown_timeout = settings.shutdown_timeout.as_secs();
         // The routes' own document: served, and the source of the 405s' `Allow`.
         let doc = openapi::document(serve);
         let unrouted = web::Data::new(Unrouted::from_openapi(&doc));
+        let introspection = introspection::Clients::from(&settings.introspection_clients);
         let state = web::Data::new(AppState {
             metadata: routes::metadata_json(&settings.issuer),
             openapi: service_kit::openapi::to_json(&doc),
@@ -171,6 +179,8 @@ impl Application {
             sessions,
             accounts,
             keys: keys.clone(),
+            revocations: hub,
+            introspection,
         });
         let metrics = match metrics_listener {
             Some((listener, port)) => {

@@ -19,6 +19,21 @@ use utoipa_actix_web::AppExt as _;
 
 use crate::routes::{self, Serve};
 
+/// The `basic` security scheme (HTTP Basic, RFC 7617): the introspection clients.
+#[derive(Debug)]
+pub struct BasicAuth;
+
+impl utoipa::Modify for BasicAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+        );
+    }
+}
+
 /// One public key (RFC 7517) of the JWK Set.
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)] // describes jsonwebtoken's `Jwk` as the key ring serializes it
@@ -55,7 +70,7 @@ pub struct Jwks {
         license(name = "MIT OR Apache-2.0")
     ),
     components(schemas(access_token::ErrorBody, access_token::ErrorCode)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &BasicAuth)
 )]
 pub struct ApiDoc;
 

@@ -23,6 +23,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::config::Settings;
 use crate::passwords::Password;
+use crate::session_routes;
 use crate::sessions::{ClientInfo, Issued, Sessions};
 use crate::signing_keys::LiveSigningKeys;
 use crate::store::Store;
@@ -49,6 +50,10 @@ pub struct AppState {
     pub metadata: String,
     /// The OpenAPI document, serialized once.
     pub openapi: String,
+    /// `GET /revocations` long polls.
+    pub revocations: Arc<crate::revocations::Hub>,
+    /// The clients allowed to call `POST /introspect`.
+    pub introspection: crate::introspection::Clients,
 }
 
 type Result<T> = std::result::Result<T, actix_web::Error>;
@@ -69,6 +74,14 @@ pub fn configure(cfg: &mut ServiceConfig, serve: Serve) {
         .service(token)
         .service(logout)
         .service(logout_all)
+        .service(session_routes::list_sessions)
+        // Before `/sessions/{sid}`, which would take `others` as a sid.
+        .service(session_routes::end_other_sessions)
+        .service(session_routes::end_session)
+        .service(session_routes::change_password)
+        .service(session_routes::revoke)
+        .service(session_routes::introspect)
+        .service(session_routes::revocations)
         .service(jwks)
         .service(metadata)
         .service(healthz)
@@ -261,6 +274,8 @@ pub(crate) async fn logout_all(
     state: web::Data<AppState>,
     auth: Authenticated,
 ) -> Result<HttpResponse> {
+    // An ended session's token (a logout elsewhere, a revocation) gets 401 here too.
+    state.sessions.inventory().check_live(auth.claims()).await.map_err(ApiError::from)?;
     state.sessions.inventory().logout_all(&auth.sub).await.map_err(ApiError::from)?;
     Ok(logged_out(&state.settings))
 }
@@ -291,6 +306,14 @@ pub struct Metadata {
     pub jwks_uri: String,
     /// The refresh endpoint.
     pub token_endpoint: String,
+    /// RFC 7009 `POST /revoke`.
+    pub revocation_endpoint: String,
+    /// `["none"]`: holding the token is enough.
+    pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// RFC 7662 `POST /introspect`.
+    pub introspection_endpoint: String,
+    /// `["client_secret_basic"]`: a client of `AUTH_INTROSPECTION_CLIENTS`.
+    pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
     /// `["refresh_token"]`.
     pub grant_types_supported: Vec<&'static str>,
     /// `["none"]`.
@@ -308,6 +331,10 @@ impl Metadata {
             issuer: issuer.to_owned(),
             jwks_uri: format!("{issuer}/.well-known/jwks.json"),
             token_endpoint: format!("{issuer}/token"),
+            revocation_endpoint: format!("{issuer}/revoke"),
+            revocation_endpoint_auth_methods_supported: vec!["none"],
+            introspection_endpoint: format!("{issuer}/introspect"),
+            introspection_endpoint_auth_methods_supported: vec!["client_secret_basic"],
             grant_types_supported: vec!["refresh_token"],
             token_endpoint_auth_methods_supported: vec!["none"],
             response_types_supported: vec![],

@@ -99,9 +99,13 @@ pub struct Settings {
     #[serde(deserialize_with = "bounded_duration::<_, ShutdownTimeout>")]
     pub shutdown_timeout: Duration,
     /// `AUTH_INTROSPECTION_CLIENTS` / `AUTH_INTROSPECTION_CLIENTS_FILE`: who may call
-    /// `POST /introspect` (see [`IntrospectionKeys`]). Not yet in effect.
+    /// `POST /introspect` (see [`IntrospectionKeys`]).
     #[serde(skip)]
     pub introspection_clients: IntrospectionClients,
+    /// `AUTH_REVOCATIONS_MAX_WAITERS`: `GET /revocations` long polls one instance lets wait at
+    /// once (each is an open connection and a small future); past it, 503 with `Retry-After`.
+    #[serde(deserialize_with = "positive_usize")]
+    pub revocations_max_waiters: usize,
     /// `AUTH_KEY_ROTATION_INTERVAL`: rotate the signing key when the active one is this old;
     /// `None` (the default): never by itself. Not yet in effect.
     #[serde(deserialize_with = "optional_duration::<_, AtLeastOneSecond>")]
@@ -136,6 +140,7 @@ impl Default for Settings {
             hash_queue: 64,
             shutdown_timeout: Duration::from_secs(10),
             introspection_clients: IntrospectionClients::default(),
+            revocations_max_waiters: crate::revocations::DEFAULT_MAX_WAITERS,
             key_rotation_interval: None,
             metrics_bind: None,
         }
@@ -209,9 +214,6 @@ impl Settings {
         if !self.cors_origins.is_empty() {
             set.push("AUTH_CORS_ORIGINS");
         }
-        if !self.introspection_clients.is_empty() {
-            set.push("AUTH_INTROSPECTION_CLIENTS");
-        }
         if self.key_rotation_interval.is_some() {
             set.push("AUTH_KEY_ROTATION_INTERVAL");
         }
@@ -253,6 +255,14 @@ fn issuer<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 
 fn trusted_proxies<'de, D: Deserializer<'de>>(d: D) -> Result<TrustedProxies, D::Error> {
     parse_text(d, TrustedProxies::parse)
+}
+
+/// A whole number of at least 1.
+fn positive_usize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    parse_text(d, |t| {
+        service_kit::config::count(t, 1)
+            .and_then(|n| usize::try_from(n).map_err(|_| format!("`{t}` is too large")))
+    })
 }
 
 fn hash_concurrency<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
@@ -626,7 +636,7 @@ mod tests {
         let file = path.to_str().unwrap();
         let s = load(&[("AUTH_INTROSPECTION_CLIENTS_FILE", file)]).unwrap();
         assert!(s.introspection_clients.get("reports").is_some());
-        assert_eq!(s.not_yet_in_effect(), ["AUTH_INTROSPECTION_CLIENTS"]);
+        assert!(s.not_yet_in_effect().is_empty(), "introspection is in effect");
 
         let short = "hunter2-is-too-short";
         for (pairs, named) in [

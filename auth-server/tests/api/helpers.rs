@@ -127,6 +127,17 @@ impl TestApp {
         self.post_json("/logout", &json!({ "refresh_token": refresh_token })).await
     }
 
+    /// `method path` with `Authorization: Bearer <access_token>`.
+    pub async fn bearer(&self, method: reqwest::Method, path: &str, access_token: &str) -> Reply {
+        let req = self.client.request(method, self.url(path)).bearer_auth(access_token);
+        read(req.send().await.unwrap()).await
+    }
+
+    /// `GET /sessions` with `access_token`.
+    pub async fn sessions(&self, access_token: &str) -> Reply {
+        self.bearer(reqwest::Method::GET, "/sessions", access_token).await
+    }
+
     pub async fn logout_all(&self, access_token: &str) -> Reply {
         read(
             self.client
