@@ -11,6 +11,48 @@ use test_support::RedisServer;
 
 pub const PASSWORD: &str = "correct horse battery";
 
+/// The introspection client of [`with_introspection`].
+pub const INTROSPECTION_ID: &str = "articles-api";
+/// Its secret (the contract's 32 characters and more).
+pub const INTROSPECTION_SECRET: &str = "Zm9vYmFyLXNlY3JldC0wMTIzNDU2Nzg5YWJjZGVm";
+
+/// Settings with one introspection client.
+pub fn with_introspection(s: &mut Settings) {
+    s.introspection_clients = auth_server::config::IntrospectionClients::parse(&format!(
+        "{INTROSPECTION_ID}:{INTROSPECTION_SECRET}"
+    ))
+    .unwrap();
+}
+
+/// base64url (no padding) of SHA-256 of `sid`: how the revocation list names a session,
+/// computed here independently of the server's code.
+pub fn sid_digest(sid: &str) -> String {
+    use base64::Engine as _;
+    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, sid.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hash.as_ref())
+}
+
+/// The `(sid_sha256, until)` entries of a `/revocations` answer.
+pub fn listed(reply: &Reply) -> Vec<(String, u64)> {
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    reply.body["revoked"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no revoked array in {}", reply.text))
+        .iter()
+        .map(|e| (e["sid_sha256"].as_str().unwrap().to_owned(), e["until"].as_u64().unwrap()))
+        .collect()
+}
+
+/// A second auth server on the same Redis and keys as `app`, with `customize` applied.
+pub async fn second_instance(app: &TestApp, customize: impl FnOnce(&mut Settings)) -> String {
+    let mut settings = Settings::for_tests(app.redis.url(), app.keys_dir.path());
+    customize(&mut settings);
+    let second = Application::build(settings).await.unwrap();
+    let address = format!("http://127.0.0.1:{}", second.port());
+    tokio::spawn(second.run_until_stopped());
+    address
+}
+
 pub struct TestApp {
     pub address: String,
     pub redis: RedisServer,
@@ -138,6 +180,28 @@ impl TestApp {
         self.bearer(reqwest::Method::GET, "/sessions", access_token).await
     }
 
+    /// `GET /revocations?{query}` on this instance.
+    pub async fn revocations(&self, query: &str) -> Reply {
+        revocations_at(&self.client, &self.address, query).await
+    }
+
+    /// `POST /revoke` with a form body `token=...`.
+    pub async fn revoke(&self, token: &str) -> Reply {
+        let req = self.client.post(self.url("/revoke")).form(&[("token", token)]);
+        read(req.send().await.unwrap()).await
+    }
+
+    /// `POST /introspect` with a form body `token=...`, authenticated as the client of
+    /// [`with_introspection`].
+    pub async fn introspect(&self, token: &str) -> Reply {
+        let req = self
+            .client
+            .post(self.url("/introspect"))
+            .basic_auth(INTROSPECTION_ID, Some(INTROSPECTION_SECRET))
+            .form(&[("token", token)]);
+        read(req.send().await.unwrap()).await
+    }
+
     pub async fn logout_all(&self, access_token: &str) -> Reply {
         read(
             self.client
@@ -149,6 +213,11 @@ impl TestApp {
         )
         .await
     }
+}
+
+/// `GET {base}/revocations?{query}`.
+pub async fn revocations_at(client: &reqwest::Client, base: &str, query: &str) -> Reply {
+    read(client.get(format!("{base}/revocations?{query}")).send().await.unwrap()).await
 }
 
 /// The claims of a JWT, decoded without verification (for comparisons only).

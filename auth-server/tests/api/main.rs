@@ -18,6 +18,8 @@ mod openapi;
 mod outage;
 mod refresh;
 mod register;
+mod revocation;
+mod sessions;
 mod shutdown;
 mod storage;
 mod throttling;

@@ -2,20 +2,12 @@
 
 use std::time::Duration;
 
-use auth_server::{Application, Settings};
+use auth_server::Settings;
 use serde_json::json;
 
-use crate::helpers::{PASSWORD, Reply, TestApp, read, spawn_app_with, unique_user};
-
-/// A second auth server on the same Redis and keys as `app`, with the same settings tweak.
-async fn second_instance(app: &TestApp, customize: impl FnOnce(&mut Settings)) -> String {
-    let mut settings = Settings::for_tests(app.redis.url(), app.keys_dir.path());
-    customize(&mut settings);
-    let second = Application::build(settings).await.unwrap();
-    let address = format!("http://127.0.0.1:{}", second.port());
-    tokio::spawn(second.run_until_stopped());
-    address
-}
+use crate::helpers::{
+    PASSWORD, Reply, TestApp, read, second_instance, spawn_app_with, unique_user,
+};
 
 async fn login_at(app: &TestApp, base: &str, username: &str, password: &str) -> Reply {
     let body = json!({ "username": username, "password": password });
