@@ -1,6 +1,7 @@
 //! The session revocation list (`GET /revocations`), RFC 7009 `POST /revoke`, RFC 7662
 //! `POST /introspect`, and their metadata.
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -516,4 +517,144 @@ async fn the_metrics_count_ends_by_reason_and_the_list_size() {
     assert!(value("auth_sessions_revoked_total{reason=\"revoke\"}").as_u64().unwrap() >= 1);
     assert!(value("auth_revocation_list_entries").as_u64().is_some());
     assert!(text.contains("auth_revocation_publish_errors_total{step=\"publish\"}"));
+}
+
+/// Whether `sid`'s session hash exists, and whether it is marked revoked.
+fn stored(app: &crate::helpers::TestApp, sid: &str) -> (bool, bool) {
+    let mut conn = app.redis.connection();
+    let key = format!("sess:{{{sid}}}");
+    let exists: bool = redis::cmd("EXISTS").arg(&key).query(&mut conn).unwrap();
+    let revoked: Option<String> =
+        redis::cmd("HGET").arg(&key).arg("revoked").query(&mut conn).unwrap();
+    (exists, revoked.is_some())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_end_path_deletes_a_session_before_it_is_published() {
+    let app = spawn_app_with(|s| s.refresh_reuse_grace = Duration::ZERO).await;
+    let mut conn = app.redis.connection();
+    let username = unique_user("ordered");
+    let keeper = app.signed_up(&username).await.tokens();
+    let login = || app.login(&username);
+    let mut victims = Vec::new();
+    // Break the list's slot: every publication fails (WRONGTYPE) from here on.
+    redis::cmd("SET").arg("rev:stream:{revocations}").arg("broken").query::<()>(&mut conn).unwrap();
+
+    let s = login().await.tokens();
+    let r = app.logout(s.refresh_token.as_deref().unwrap()).await;
+    assert_eq!(r.status, 503, "logout: {}", r.text);
+    victims.push(("logout", s));
+
+    let s = login().await.tokens();
+    assert_eq!(app.revoke(s.refresh_token.as_deref().unwrap()).await.status, 503, "revoke refresh");
+    victims.push(("revoke refresh", s));
+    let s = login().await.tokens();
+    assert_eq!(app.revoke(&s.access_token).await.status, 503, "revoke access");
+    victims.push(("revoke access", s));
+
+    let s = login().await.tokens();
+    let r = app
+        .bearer(
+            reqwest::Method::DELETE,
+            &format!("/sessions/{}", sid_of(&s.access_token)),
+            &keeper.access_token,
+        )
+        .await;
+    assert_eq!(r.status, 503, "delete one: {}", r.text);
+    victims.push(("DELETE /sessions/{sid}", s));
+
+    let s = login().await.tokens();
+    let first = s.refresh_token.clone().unwrap();
+    app.refresh(&first).await.tokens();
+    assert_eq!(app.refresh(&first).await.error(), "invalid_grant", "reuse answers the same");
+    victims.push(("reuse", s));
+
+    for (name, s) in &victims {
+        let sid = sid_of(&s.access_token);
+        assert_eq!(stored(&app, &sid), (true, true), "{name}: marked, not deleted");
+        assert_eq!(app.sessions(&s.access_token).await.status, 401, "{name}: refused meanwhile");
+    }
+    // The user-wide ends: others, password, logout everywhere; and the operator's.
+    let others = login().await.tokens();
+    let r = app.bearer(reqwest::Method::DELETE, "/sessions/others", &keeper.access_token).await;
+    assert_eq!(r.status, 503, "others: {}", r.text);
+    assert_eq!(stored(&app, &sid_of(&others.access_token)), (true, true), "others");
+    let r = app.logout_all(&keeper.access_token).await;
+    assert_eq!(r.status, 503, "logout/all: {}", r.text);
+    assert_eq!(stored(&app, &sid_of(&keeper.access_token)), (true, true), "logout/all");
+    let out = Command::new(env!("CARGO_BIN_EXE_auth-server"))
+        .args(["users", "logout", &username])
+        .env("AUTH_REDIS_URL", app.redis.url())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the command fails and says so");
+    let listed_now: i64 =
+        redis::cmd("EXISTS").arg("rev:list:{revocations}").query(&mut conn).unwrap();
+    assert_eq!(listed_now, 0, "nothing was published");
+
+    // Repaired: the background retries publish, then delete; a token of a marked session
+    // presented again is published too.
+    redis::cmd("DEL").arg("rev:stream:{revocations}").query::<()>(&mut conn).unwrap();
+    let everyone: Vec<&access_token::TokenResponse> =
+        victims.iter().map(|(_, s)| s).chain([&others, &keeper]).collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let list = app.revocations("").await;
+        let missing: Vec<String> = everyone
+            .iter()
+            .map(|s| sid_of(&s.access_token))
+            .filter(|sid| until_of(&list, sid).is_none() || stored(&app, sid).0)
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not published and deleted after the repair: {missing:?}"
+        );
+        // Presenting a token of a marked session publishes it again.
+        for s in &everyone {
+            if missing.contains(&sid_of(&s.access_token)) {
+                app.refresh(s.refresh_token.as_deref().unwrap()).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_whose_end_step_fails_ends_the_others_in_the_background() {
+    let app = spawn_app().await;
+    let mut conn = app.redis.connection();
+    let username = unique_user("password-retry");
+    let current = app.signed_up(&username).await.tokens();
+    let other = app.login(&username).await.tokens();
+    redis::cmd("SET").arg("rev:stream:{revocations}").arg("broken").query::<()>(&mut conn).unwrap();
+    let body = json!({ "current_password": crate::helpers::PASSWORD, "new_password": "the next passphrase" });
+    let reply = read(
+        app.client
+            .post(app.url("/password"))
+            .bearer_auth(&current.access_token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, 503, "{}", reply.text);
+    assert_eq!(stored(&app, &sid_of(&other.access_token)), (true, true), "marked, not deleted");
+    redis::cmd("DEL").arg("rev:stream:{revocations}").query::<()>(&mut conn).unwrap();
+    // A login with the new password after the change is not ended by the retry.
+    let later = app
+        .post_json("/login", &json!({ "username": username, "password": "the next passphrase" }))
+        .await
+        .tokens();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stored(&app, &sid_of(&other.access_token)).0 {
+        assert!(Instant::now() < deadline, "the retry never ended the other session");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(until_of(&app.revocations("").await, &sid_of(&other.access_token)).is_some());
+    assert_eq!(app.sessions(&current.access_token).await.status, 200, "the current one lives");
+    assert_eq!(app.sessions(&later.access_token).await.status, 200, "a later login lives");
 }

@@ -9,6 +9,15 @@
 --         pairs of sid digest, until (Unix s, computed in the session's slot)
 -- Returns {epoch, id of the newest entry ('0-0' when none), entries in the list}.
 -- Time: Redis TIME (what has passed, what to trim). Slot: {revocations} (all three keys).
+-- Every key is checked before the first write: a script error does not roll back what it
+-- wrote, and a publication must be all or nothing.
+local kinds = {'stream', 'zset', 'hash'}
+for i = 1, 3 do
+  local kind = redis.call('TYPE', KEYS[i])['ok']
+  if kind ~= 'none' and kind ~= kinds[i] then
+    return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' is a ' .. kind)
+  end
+end
 local t = redis.call('TIME')
 local now_s = tonumber(t[1])
 local now_ms = now_s * 1000 + math.floor(tonumber(t[2]) / 1000)
