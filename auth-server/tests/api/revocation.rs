@@ -471,12 +471,34 @@ async fn waiters_past_the_bound_get_503_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_login_past_100_sessions_publishes_the_oldest() {
+    use auth_server::store::{NewSession, Store};
+    use auth_server::tokens::RefreshToken;
     let app = spawn_app().await;
     let username = unique_user("hundred");
     let oldest = app.signed_up(&username).await.tokens();
-    for _ in 1..100 {
-        assert_eq!(app.login(&username).await.status, 200);
+    // 98 more sessions written straight into Redis (an argon2 login each would only cost CPU),
+    // then one more real login: 100 sessions, none evicted yet.
+    let store = Store::new(&app.redis.url()).unwrap();
+    let user = store.get_user(&username).await.unwrap().unwrap();
+    for _ in 0..98 {
+        let token = RefreshToken::generate().unwrap();
+        let (sid, hash) = (token.sid(), token.hash());
+        let new = NewSession {
+            sid: &sid,
+            token_hash: &hash,
+            uid: &user.id,
+            username: &user.username,
+            name: None,
+            roles: &user.roles,
+            scope: "articles:read",
+            ttl_ms: 86_400_000,
+            max_age_ms: 30 * 86_400_000,
+            user_agent: None,
+            network: None,
+        };
+        store.create_session(new).await.unwrap().unwrap();
     }
+    assert_eq!(app.login(&username).await.status, 200);
     assert!(until_of(&app.revocations("").await, &sid_of(&oldest.access_token)).is_none());
     let newest = app.login(&username).await.tokens();
     let list = app.revocations("").await;
