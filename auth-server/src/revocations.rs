@@ -299,7 +299,7 @@ impl Tail {
         let start = self.entries.partition_point(|(id, _)| *id <= cursor.id());
         let newer = &self.entries[start..];
         let last = newer.last().map_or(cursor.id(), |(id, _)| *id);
-        let cursor = Cursor::parse(&format!("{}.{last}", self.epoch))?;
+        let cursor = Cursor::new(&self.epoch, last);
         Some((cursor, newer.iter().map(|(_, r)| r.clone()).collect()))
     }
 
@@ -422,11 +422,7 @@ impl Hub {
     /// One read of the list after the hub's cursor; `true` when a full batch came (read again).
     async fn read_more(&self) -> Result<bool, StoreError> {
         let tail = self.tail.borrow().clone();
-        let cursor = if tail.unknown {
-            None
-        } else {
-            Cursor::parse(&format!("{}.{}", tail.epoch, tail.head))
-        };
+        let cursor = (!tail.unknown).then(|| Cursor::new(&tail.epoch, tail.head));
         let read = self.store.read_revocations(cursor.as_ref(), TAIL_MAX, OnReset::HeadOnly);
         let read = read.await?;
         metrics::revocation_list_size(read.size);

@@ -114,6 +114,11 @@ impl Cursor {
         Some(Self { epoch: epoch.to_owned(), id: StreamId::parse(id)? })
     }
 
+    /// The position `id` in `epoch`.
+    pub fn new(epoch: &str, id: StreamId) -> Self {
+        Self { epoch: epoch.to_owned(), id }
+    }
+
     /// The list's epoch.
     pub fn epoch(&self) -> &str {
         &self.epoch
