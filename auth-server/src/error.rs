@@ -138,7 +138,7 @@ impl From<crate::revocations::PollError> for ApiError {
     fn from(e: crate::revocations::PollError) -> Self {
         match e {
             crate::revocations::PollError::Busy => {
-                log::warn!("GET /revocations refused: too many requests waiting");
+                log::debug!("GET /revocations refused: too many requests waiting");
                 ApiError::new(ErrorCode::Unavailable, "too many requests are waiting; retry later")
                     .with_retry_after(crate::revocations::BUSY_RETRY_AFTER_SECS)
             }

@@ -141,7 +141,7 @@ impl Application {
         hub.spawn();
         let publisher = revocations::Publisher::new(store.clone(), settings.access_token_ttl)
             .with_hub(hub.clone())
-            .spawn_retries();
+            .with_background_retries();
         let sessions = Sessions::new(store.clone(), keys.clone(), policy, publisher);
 
         let bind_error = |addr: &BindAddr| {

@@ -11,16 +11,18 @@
 //! waits on the watch and is answered from memory as soon as the hub has read something after
 //! its cursor. The cursors are Redis stream ids, so every instance serves the same ones.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, watch};
 
 use crate::metrics;
 use crate::store::revocations::{Cursor, ListRead, OnReset, Revoked, StreamId};
 use crate::store::sessions::{EndFailure, Marked};
 use crate::store::{Store, StoreError};
+use crate::tokens::SessionId;
 
 /// Long polls of `GET /revocations` one instance lets wait at once, by default.
 pub const DEFAULT_MAX_WAITERS: usize = 4096;
@@ -43,25 +45,29 @@ pub const BUSY_RETRY_AFTER_SECS: u64 = 5;
 #[error(transparent)]
 pub struct PublishError(#[from] pub StoreError);
 
-/// Ends marked sessions: publish, delete, drop from the index ([`Store::end_marked`]), and on a
-/// failure queues them for a background retry (when [`Publisher::spawn_retries`] runs), so
-/// that a session marked revoked is published even if the request that marked it failed.
+/// Ends marked sessions: publish, delete, drop from the index ([`Store::end_marked`]); with
+/// [`Publisher::with_background_retries`], a failed end is retried in the background, so that a
+/// session marked revoked is published even if the request that marked it failed.
 #[derive(Debug, Clone)]
 pub struct Publisher {
     store: Store,
     access_ttl: Duration,
-    retries: Option<mpsc::Sender<Retry>>,
+    background: Option<Arc<Background>>,
     hub: Option<Arc<Hub>>,
 }
 
-/// Work for the retry task.
-#[derive(Debug)]
-enum Retry {
-    /// Publish and delete these (counted under `reason` once done; `None`: a re-publication).
-    End { marked: Vec<Marked>, reason: Option<&'static str> },
-    /// End every session of a user logged in by a time (but one), from the start.
-    EndAll(EndAll),
+/// What is being retried in the background: each session (and each user's "end them all") at
+/// most once at a time, however often its tokens are presented, and at most
+/// [`MAX_PENDING`] sessions in all.
+#[derive(Debug, Default)]
+struct Background {
+    sessions: Mutex<HashSet<SessionId>>,
+    users: Mutex<HashSet<String>>,
 }
+
+/// Sessions whose end may be retried in the background at once; past it, a failed end is only
+/// logged: the sessions stay marked and are published when one of their tokens comes back.
+pub const MAX_PENDING: usize = 4096;
 
 /// Ending every session of a user logged in by a time, retried after a failure (a password
 /// change whose own request could not end them).
@@ -70,7 +76,7 @@ pub struct EndAll {
     /// The user.
     pub uid: String,
     /// The session that stays (the caller's).
-    pub except: Option<crate::tokens::SessionId>,
+    pub except: Option<SessionId>,
     /// Only sessions logged in at or before this Redis time (ms): later logins are not ended.
     pub logged_in_by: u64,
     /// The session max age (the generation's lifetime), ms.
@@ -81,16 +87,20 @@ pub struct EndAll {
 
 /// How long an [`EndAll`] is retried before giving up (logged as an error).
 const END_ALL_RETRY_FOR: Duration = Duration::from_secs(3600);
+/// The first and the longest delay between two retries.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(10);
 
-/// How many failed ends may wait for a retry; past it the newest is dropped (logged): its
-/// sessions stay marked and are published again when one of their tokens is presented.
-const RETRY_QUEUE: usize = 1024;
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding it leaves a set of ids: still usable.
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 impl Publisher {
     /// A publisher on `store`; `access_ttl` bounds the stream's retention. Without
-    /// [`Self::spawn_retries`] a failure is only returned (the operator commands).
+    /// [`Self::with_background_retries`] a failure is only returned (the operator commands).
     pub fn new(store: Store, access_ttl: Duration) -> Self {
-        Self { store, access_ttl, retries: None, hub: None }
+        Self { store, access_ttl, background: None, hub: None }
     }
 
     /// Wakes `hub` after each publication, so this instance's waiters are answered at once.
@@ -99,11 +109,9 @@ impl Publisher {
         self
     }
 
-    /// Starts the background retry task (needs a Tokio runtime).
-    pub fn spawn_retries(mut self) -> Self {
-        let (tx, rx) = mpsc::channel(RETRY_QUEUE);
-        tokio::spawn(retry_loop(self.clone(), rx));
-        self.retries = Some(tx);
+    /// Retries failed ends in background tasks (needs a Tokio runtime when one fails).
+    pub fn with_background_retries(mut self) -> Self {
+        self.background = Some(Arc::default());
         self
     }
 
@@ -119,7 +127,7 @@ impl Publisher {
 
     /// Publishes and deletes `marked`, counted under `reason` (`None`: a re-publication of a
     /// session already counted). On a failure of the publication or the deletion, they are
-    /// queued for a retry and the error is returned.
+    /// retried in the background and the error is returned.
     pub async fn end(
         &self,
         marked: Vec<Marked>,
@@ -128,29 +136,26 @@ impl Publisher {
         match self.try_end(&marked, reason).await {
             Ok(()) => Ok(()),
             Err(e) => {
-                self.queue(marked, reason);
+                self.retry(marked, reason, RETRY_FIRST);
                 Err(e)
             }
         }
     }
 
-    /// Like [`Self::end`] but in the background: for a re-publication on a request that does
-    /// not wait for it (a token of a marked session presented again).
+    /// Like [`Self::end`] but in the background, at once: for a re-publication on a request
+    /// that does not wait for it (a token of a marked session presented again). A session
+    /// already being retried is not retried twice.
     pub fn end_in_background(&self, marked: Vec<Marked>) {
-        self.queue(marked, None);
+        self.retry(marked, None, Duration::ZERO);
     }
 
-    /// Marks, publishes and deletes every session `job` names; on a failure queues the whole
-    /// job for a retry and returns the error.
+    /// Marks, publishes and deletes every session `job` names; on a failure the whole job is
+    /// retried in the background and the error returned.
     pub async fn end_all(&self, job: EndAll) -> Result<usize, PublishError> {
         match self.try_end_all(&job).await {
             Ok(count) => Ok(count),
             Err(e) => {
-                if let Some(tx) = &self.retries
-                    && tx.try_send(Retry::EndAll(job.clone())).is_err()
-                {
-                    log::error!("user {}: ending its sessions not queued (queue full)", job.uid);
-                }
+                self.retry_end_all(job);
                 Err(e)
             }
         }
@@ -203,74 +208,76 @@ impl Publisher {
         Ok(())
     }
 
-    fn queue(&self, marked: Vec<Marked>, reason: Option<&'static str>) {
-        if marked.is_empty() {
+    /// Retries `marked` in a background task after `first` (then with a growing delay) until
+    /// the end completes or no token of theirs can pass any more (`until` is behind: the
+    /// marked sessions then expire by themselves).
+    fn retry(&self, marked: Vec<Marked>, reason: Option<&'static str>, first: Duration) {
+        let Some(background) = &self.background else { return };
+        let fresh: Vec<Marked> = {
+            let mut pending = lock(&background.sessions);
+            let room = MAX_PENDING.saturating_sub(pending.len());
+            let fresh: Vec<Marked> =
+                marked.into_iter().filter(|m| !pending.contains(&m.sid)).take(room).collect();
+            pending.extend(fresh.iter().map(|m| m.sid.clone()));
+            fresh
+        };
+        if fresh.is_empty() {
             return;
         }
-        let Some(tx) = &self.retries else { return };
-        let count = marked.len();
-        if tx.try_send(Retry::End { marked, reason }).is_err() {
-            log::error!(
-                "{count} marked session(s) not queued for a retry (queue full): they stay \
-                 marked and are published when one of their tokens is presented"
-            );
-        }
-    }
-}
-
-/// Retries failed ends with a growing delay until they succeed or no token of theirs can pass
-/// any more (`until` is behind: publishing is moot and the marked sessions expire by
-/// themselves).
-async fn retry_loop(publisher: Publisher, mut rx: mpsc::Receiver<Retry>) {
-    while let Some(job) = rx.recv().await {
-        let (marked, reason) = match job {
-            Retry::End { marked, reason } => (marked, reason),
-            Retry::EndAll(job) => {
-                retry_end_all(&publisher, &job).await;
-                continue;
-            }
-        };
-        let mut delay = Duration::from_millis(250);
-        loop {
-            tokio::time::sleep(delay).await;
-            match publisher.try_end(&marked, reason).await {
-                Ok(()) => {
-                    log::info!("{} marked session(s) published and deleted on retry", marked.len());
+        let publisher = self.clone();
+        let background = Arc::clone(background);
+        tokio::spawn(async move {
+            let mut delay = first;
+            loop {
+                tokio::time::sleep(delay).await;
+                if publisher.try_end(&fresh, reason).await.is_ok() {
+                    log::info!("{} marked session(s) published and deleted", fresh.len());
                     break;
                 }
-                Err(_) => {
-                    let latest = marked.iter().map(|m| m.until).max().unwrap_or(0);
-                    if crate::clock::now_secs() > latest {
-                        log::warn!(
-                            "{} marked session(s) not published before their tokens expired; \
-                             they expire by themselves",
-                            marked.len()
-                        );
+                let latest = fresh.iter().map(|m| m.until).max().unwrap_or(0);
+                if crate::clock::now_secs() > latest {
+                    log::warn!(
+                        "{} marked session(s) not published before their tokens expired; \
+                         they expire by themselves",
+                        fresh.len()
+                    );
+                    break;
+                }
+                delay = (delay * 2).clamp(RETRY_FIRST, RETRY_MAX);
+            }
+            let mut pending = lock(&background.sessions);
+            for m in &fresh {
+                pending.remove(&m.sid);
+            }
+        });
+    }
+
+    fn retry_end_all(&self, job: EndAll) {
+        let Some(background) = &self.background else { return };
+        if !lock(&background.users).insert(job.uid.clone()) {
+            return; // already being retried: it ends the same sessions
+        }
+        let publisher = self.clone();
+        let background = Arc::clone(background);
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            let mut delay = RETRY_FIRST;
+            loop {
+                tokio::time::sleep(delay).await;
+                match publisher.try_end_all(&job).await {
+                    Ok(count) => {
+                        log::info!("user {}: {count} session(s) ended on retry", job.uid);
                         break;
                     }
-                    delay = (delay * 2).min(Duration::from_secs(10));
+                    Err(_) if started.elapsed() > END_ALL_RETRY_FOR => {
+                        log::error!("user {}: could not end its sessions; giving up", job.uid);
+                        break;
+                    }
+                    Err(_) => delay = (delay * 2).min(RETRY_MAX),
                 }
             }
-        }
-    }
-}
-
-async fn retry_end_all(publisher: &Publisher, job: &EndAll) {
-    let started = tokio::time::Instant::now();
-    let mut delay = Duration::from_millis(250);
-    loop {
-        tokio::time::sleep(delay).await;
-        match publisher.try_end_all(job).await {
-            Ok(count) => {
-                log::info!("user {}: {count} session(s) ended on retry", job.uid);
-                return;
-            }
-            Err(_) if started.elapsed() > END_ALL_RETRY_FOR => {
-                log::error!("user {}: could not end its sessions; giving up", job.uid);
-                return;
-            }
-            Err(_) => delay = (delay * 2).min(Duration::from_secs(10)),
-        }
+            lock(&background.users).remove(&job.uid);
+        });
     }
 }
 

@@ -401,7 +401,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_later_until_wins_and_passed_entries_are_not_listed() {
+    async fn a_later_until_wins_repeats_add_nothing_and_passed_entries_are_not_listed() {
         let (redis, store) = test_util::store();
         let now = redis_now_s(&redis);
         store.publish_revocations(&[entry("a", now + 600)], MINUTE).await.unwrap();
@@ -413,6 +413,12 @@ mod tests {
         assert_eq!(published.size, 1, "a passed until is not listed");
         let read = store.read_revocations(None, 100, OnReset::WholeList).await.unwrap();
         assert_eq!(read.entries, [(None, entry("a", now + 600))], "the later until is kept");
+        // Re-publications (a marked session's token presented again and again) add nothing.
+        for _ in 0..5 {
+            store.publish_revocations(&[entry("a", now + 600)], MINUTE).await.unwrap();
+        }
+        let len: u64 = redis::cmd("XLEN").arg(STREAM_KEY).query(&mut redis.connection()).unwrap();
+        assert_eq!(len, 1, "one stream entry for a");
     }
 
     #[tokio::test]

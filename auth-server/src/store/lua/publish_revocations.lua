@@ -26,8 +26,12 @@ if not redis.call('HGET', KEYS[3], 'epoch') then
 end
 for i = 3, #ARGV - 1, 2 do
   local digest, until_s = ARGV[i], ARGV[i + 1]
-  -- A session whose every access token is past `until` needs no entry: none can pass.
-  if tonumber(until_s) >= now_s then
+  -- A session whose every access token is past `until` needs no entry: none can pass. One
+  -- listed already with this `until` or a later one needs none either (a re-publication):
+  -- its stream entry is still there (the stream is kept at least as long as any `until`),
+  -- so a token presented again and again cannot grow the stream.
+  local listed = redis.call('ZSCORE', KEYS[2], digest)
+  if tonumber(until_s) >= now_s and not (listed and tonumber(listed) >= tonumber(until_s)) then
     redis.call('ZADD', KEYS[2], 'GT', until_s, digest)
     redis.call('XADD', KEYS[1], '*', 'd', digest, 'u', until_s)
   end
