@@ -182,13 +182,8 @@ impl Publisher {
         marked: &[Marked],
         reason: Option<&'static str>,
     ) -> Result<(), PublishError> {
-        let size = match self.store.end_marked(marked, self.access_ttl).await {
-            Ok(size) => size,
-            Err(EndFailure::Forget(e)) => {
-                // Published and deleted: a stale id in an index is harmless.
-                log::warn!("ended sessions left in an index: {e}");
-                None
-            }
+        let ended = match self.store.end_marked(marked, self.access_ttl).await {
+            Ok(ended) => ended,
             Err(e) => {
                 let step = if matches!(e, EndFailure::Publish(_)) { "publish" } else { "delete" };
                 metrics::revocation_publish_error(step);
@@ -196,11 +191,15 @@ impl Publisher {
                 return Err(PublishError(e.into()));
             }
         };
-        if let Some(size) = size {
+        if let Some(e) = ended.stale_index {
+            log::warn!("ended sessions left in an index (harmless): {e}");
+        }
+        if let Some(size) = ended.list_size {
             metrics::revocation_list_size(size);
         }
+        // Counted once, by whichever end deleted them (a retry racing a repeated request).
         if let Some(reason) = reason {
-            metrics::sessions_revoked(reason, u64::try_from(marked.len()).unwrap_or(u64::MAX));
+            metrics::sessions_revoked(reason, u64::try_from(ended.deleted).unwrap_or(u64::MAX));
         }
         if let Some(hub) = &self.hub {
             hub.poke();

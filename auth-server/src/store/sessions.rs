@@ -174,17 +174,26 @@ pub enum EndFailure {
     /// Step 3: published, not (all) deleted (they stay marked until deleted or expired).
     #[error("deleting published sessions: {0}")]
     Delete(StoreError),
-    /// Step 4: published and deleted; stale ids are left in an index (harmless).
-    #[error("dropping ended sessions from the index: {0}")]
-    Forget(StoreError),
 }
 
 impl From<EndFailure> for StoreError {
     fn from(e: EndFailure) -> Self {
         match e {
-            EndFailure::Publish(e) | EndFailure::Delete(e) | EndFailure::Forget(e) => e,
+            EndFailure::Publish(e) | EndFailure::Delete(e) => e,
         }
     }
+}
+
+/// What [`Store::end_marked`] did.
+#[derive(Debug, Default)]
+pub struct Ended {
+    /// Entries on the list after the publication (`None`: nothing to publish).
+    pub list_size: Option<u64>,
+    /// Sessions deleted now (not those a concurrent end deleted first).
+    pub deleted: usize,
+    /// Step 4 failed: the ids are left in their index (harmless: a stale id costs a `DEL` of
+    /// a missing key later).
+    pub stale_index: Option<StoreError>,
 }
 
 /// A live session, as the inventory shows it (times in ms since the epoch, Redis time).
@@ -410,15 +419,14 @@ impl Store {
 
     /// Steps 2–4 of ending marked sessions, in this order: publish them all on the revocation
     /// list (one script in its slot), delete each session's keys, drop their ids from their
-    /// users' indexes. Safe to run again (a re-publication only repeats an entry). Returns the
-    /// list's size after the publication.
+    /// users' indexes. Safe to run again (a re-publication adds nothing to the list).
     pub async fn end_marked(
         &self,
         marked: &[Marked],
         access_ttl: Duration,
-    ) -> Result<Option<u64>, EndFailure> {
+    ) -> Result<Ended, EndFailure> {
         if marked.is_empty() {
-            return Ok(None);
+            return Ok(Ended::default());
         }
         let entries: Vec<Revoked> = marked.iter().map(Marked::entry).collect();
         let published = self
@@ -426,7 +434,7 @@ impl Store {
             .await
             .map_err(EndFailure::Publish)?;
         let sids: Vec<SessionId> = marked.iter().map(|m| m.sid.clone()).collect();
-        self.delete_sessions(&sids).await.map_err(EndFailure::Delete)?;
+        let deleted = self.delete_sessions(&sids).await.map_err(EndFailure::Delete)?;
         let mut by_user: Vec<(&str, Vec<SessionId>)> = Vec::new();
         for m in marked {
             match by_user.iter_mut().find(|(uid, _)| *uid == m.uid) {
@@ -434,10 +442,13 @@ impl Store {
                 None => by_user.push((&m.uid, vec![m.sid.clone()])),
             }
         }
+        let mut stale_index = None;
         for (uid, sids) in by_user {
-            self.forget_sessions(uid, &sids).await.map_err(EndFailure::Forget)?;
+            if let Err(e) = self.forget_sessions(uid, &sids).await {
+                stale_index = Some(e);
+            }
         }
-        Ok(Some(published.size))
+        Ok(Ended { list_size: Some(published.size), deleted, stale_index })
     }
 
     /// The live sessions of user `uid`, newest first (marked ones have ended: left out).
@@ -514,13 +525,15 @@ impl Store {
 
     /// Deletes sessions whatever their tokens: one `DEL` per session (its keys share a slot).
     /// Only after they were published, or for a session no token was handed out of.
-    async fn delete_sessions(&self, sids: &[SessionId]) -> Result<(), StoreError> {
+    /// Returns how many of them still existed.
+    async fn delete_sessions(&self, sids: &[SessionId]) -> Result<usize, StoreError> {
         let mut pipe = redis::pipe();
         for sid in sids {
-            pipe.del(&[sess_key(sid), spent_key(sid)]).ignore();
+            pipe.del(sess_key(sid)).del(spent_key(sid)).ignore();
         }
         let mut conn = self.conn();
-        self.call(pipe.query_async::<()>(&mut conn)).await
+        let deleted: Vec<i64> = self.call(pipe.query_async(&mut conn)).await?;
+        Ok(deleted.iter().filter(|n| **n > 0).count())
     }
 }
 
@@ -785,9 +798,12 @@ mod tests {
         assert!(ttl > 0);
         // Repaired: the retry publishes, then deletes.
         redis::cmd("DEL").arg("rev:stream:{revocations}").query::<()>(&mut conn).unwrap();
-        store.end_marked(&all, TTL).await.unwrap();
+        let ended = store.end_marked(&all, TTL).await.unwrap();
+        assert_eq!(ended.deleted, 2);
         assert!(!exists(&redis, &token.sid()) && !exists(&redis, &other.sid()));
         assert_eq!(listed(&store).await.len(), 2);
+        // Run again (a retry racing a repeated request): nothing more deleted or counted.
+        assert_eq!(store.end_marked(&all, TTL).await.unwrap().deleted, 0);
     }
 
     #[tokio::test]
