@@ -7,8 +7,8 @@
 #                                  (root-only: read by the auth server's entrypoint as root,
 #                                  and by Redis's healthcheck)
 #   /secrets/users.acl             rewritten on every start (so a changed rule applies): the
-#                                  default user off, the `auth-server` user with the SHA-256 of
-#                                  the password and only the command categories it uses
+#                                  default user off (no login), the `auth-server` user with the
+#                                  SHA-256 of the password and only the command categories it uses
 #
 # The password is never printed. To change it: stop the stack, remove the volume
 # (`docker compose down` without -v keeps it; `docker volume rm articles-auth_redis-secrets`).
@@ -35,8 +35,12 @@ digest=$(tr -d '\n' < "$password" | sha256sum | cut -d' ' -f1)
 # except those it needs: TIME (its scripts' clock), INFO and ROLE (readiness, replication) and
 # WAIT (writes that must reach a replica), named one by one.
 rules='~* resetchannels &* -@all +@read +@write +@scripting +@stream +@transaction +@connection -@dangerous +time +info +role +wait'
+# The default user is `off` (no client can log in as it) but keeps every permission: Redis
+# replays the append-only file as the default user and, up to 7.x, re-checks a MULTI/EXEC's
+# permissions at its EXEC, so a default user without them silently drops every script's writes
+# on restart (redis/redis#14541, fixed in 8.x; the sessions' rotations are such writes).
 {
-    echo "user default off"
+    echo "user default off resetchannels ~* &* +@all"
     echo "user auth-server on #$digest $rules"
 } > "$acl.tmp"
 # Redis reads the ACL file as its own user (uid 999 in the redis image).
