@@ -153,10 +153,12 @@ mod tests {
 
     #[test]
     fn https_issuers_get_the_host_prefixed_secure_cookie() {
-        let mut settings = Settings::default();
-        settings.refresh_cookie = true;
-        settings.issuer = "https://auth.example".into();
-        settings.refresh_cookie_samesite = SameSite::Lax;
+        let mut settings = Settings {
+            refresh_cookie: true,
+            issuer: "https://auth.example".into(),
+            refresh_cookie_samesite: SameSite::Lax,
+            ..Settings::default()
+        };
         let cookie = RefreshCookie::new(&settings).set("t".into(), 60).to_string();
         for part in ["__Host-refresh_token=t", "HttpOnly", "Secure", "Path=/", "SameSite=Lax"] {
             assert!(cookie.contains(part), "{cookie}");
