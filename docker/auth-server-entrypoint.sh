@@ -16,6 +16,23 @@ set -eu
 
 real=/usr/local/libexec/auth-server
 
+# The Redis password, as docker-compose.yml hands it over: a file in the `redis-secrets`
+# volume (made by docker/redis-secrets.sh), never an environment variable of the
+# container. When the file is there and AUTH_REDIS_URL names no user, the URL gets the
+# `auth-server` ACL user and that password. The file is root-only: read it before
+# dropping root. Nothing here prints the password or the URL.
+secret=/run/redis-secrets/auth-server.password
+if [ -r "$secret" ] && [ -n "${AUTH_REDIS_URL:-}" ]; then
+    case "$AUTH_REDIS_URL" in
+        *@*) ;;
+        redis://* | rediss://*)
+            scheme=${AUTH_REDIS_URL%%://*}
+            AUTH_REDIS_URL="$scheme://auth-server:$(tr -d '\n' < "$secret")@${AUTH_REDIS_URL#*://}"
+            export AUTH_REDIS_URL
+            ;;
+    esac
+fi
+
 if [ "$(id -u)" != 0 ]; then
     exec "$real" "$@"
 fi
