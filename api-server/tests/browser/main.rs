@@ -357,15 +357,35 @@ async fn the_web_client_logs_in_refreshes_once_across_tabs_and_logs_out_in_a_rea
         "two tabs raced a rotation (a grace replay was served)"
     );
 
-    // 5. Log out: every tab shows the login form, and the refresh token is dead.
+    // 5. The account's own routes, cross-origin with the bearer token: change the password
+    // (this session stays), end every other session (there is none: still one listed).
     b.client.switch_to_window(first.clone()).await.unwrap();
+    b.fill("#current-password", PASSWORD).await;
+    b.fill("#new-password", "a new and longer passphrase").await;
+    b.click("#password-form button[type=submit]").await;
+    b.until(
+        "the password changed",
+        "document.querySelector('#message').textContent.startsWith('Password changed')",
+    )
+    .await;
+    b.click("#end-others").await;
+    b.until(
+        "the others ended",
+        "document.querySelector('#message').textContent.startsWith('Every other session')",
+    )
+    .await;
+    b.until("one session listed", "document.querySelectorAll('#sessions tbody tr').length === 1")
+        .await;
+    b.shot("06-password-changed").await;
+
+    // 6. Log out: every tab shows the login form, and the refresh token is dead.
     let cookie = b.client.get_named_cookie("refresh_token").await.unwrap();
     let refresh_token = cookie.value().to_owned();
     assert_eq!(refresh_token.len(), 64);
     assert_eq!(cookie.http_only(), Some(true));
     b.click("#logout").await;
     b.until("the login form", "!document.querySelector('#auth-view').hidden").await;
-    b.shot("06-logged-out").await;
+    b.shot("07-logged-out").await;
     b.client.switch_to_window(second.clone()).await.unwrap();
     b.until("the login form in the other tab", "!document.querySelector('#auth-view').hidden")
         .await;
@@ -389,11 +409,11 @@ async fn the_web_client_logs_in_refreshes_once_across_tabs_and_logs_out_in_a_rea
         .await;
     assert_eq!(refresh, 400);
 
-    // 6. A page on an origin the servers do not list cannot read `/me`: the browser blocks it.
+    // 7. A page on an origin the servers do not list cannot read `/me`: the browser blocks it.
     b.client.goto(&foreign).await.unwrap();
     b.until("the error", "document.querySelector('#message').textContent.includes('Cannot reach')")
         .await;
-    b.shot("07-unlisted-origin").await;
+    b.shot("08-unlisted-origin").await;
     let outcome = b
         .js(&format!(
             "return fetch({}).then(r => 'read ' + r.status, e => 'blocked: ' + e.name);",
