@@ -163,6 +163,23 @@ impl Browser {
         self.client.find(Locator::Css(selector)).await.unwrap().click().await.unwrap();
     }
 
+    /// The access token of the tabs, asked for over their BroadcastChannel as a new tab does.
+    async fn tab_token(&self) -> String {
+        let ask = "return new Promise((resolve) => {
+            const ch = new BroadcastChannel('articles-auth');
+            ch.onmessage = (e) => { if (e.data?.type === 'token') { ch.close(); resolve(e.data.token); } };
+            ch.postMessage({ type: 'ask' });
+            setTimeout(() => { ch.close(); resolve(null); }, 1500);
+        });";
+        for _ in 0..5 {
+            // A tab answers only while its token has more than a second left.
+            if let Value::String(token) = self.js(ask).await {
+                return token;
+            }
+        }
+        panic!("no tab answered with its access token");
+    }
+
     /// The page shows the articles of a logged-in user.
     async fn shows_articles(&self) {
         self.until("the articles", "document.querySelectorAll('#articles li').length > 0").await;
@@ -378,6 +395,12 @@ async fn the_web_client_logs_in_refreshes_once_across_tabs_and_logs_out_in_a_rea
         .await;
     b.shot("06-password-changed").await;
 
+    // The access token, as another script of the page's origin gets it (the tabs' channel):
+    // a real token, that the api-server accepts.
+    let access = b.tab_token().await;
+    let res = http.get(format!("{api}/me")).bearer_auth(&access).send().await.unwrap();
+    assert_eq!(res.status(), reqwest::StatusCode::OK);
+
     // 6. Log out: every tab shows the login form, and the refresh token is dead.
     let cookie = b.client.get_named_cookie("refresh_token").await.unwrap();
     let refresh_token = cookie.value().to_owned();
@@ -390,8 +413,9 @@ async fn the_web_client_logs_in_refreshes_once_across_tabs_and_logs_out_in_a_rea
     b.until("the login form in the other tab", "!document.querySelector('#auth-view').hidden")
         .await;
     assert!(b.client.get_named_cookie("refresh_token").await.is_err(), "the cookie is removed");
-    // The access token cannot be read out of the page (memory only); what logout guarantees
-    // at the auth server is that the session's refresh token is dead.
+    // What logout guarantees at the auth server: the session's refresh token is dead. (That
+    // the api-server refuses `access` too needs it to follow the revocation list,
+    // API_REVOCATIONS_URL, not in this build yet: then assert a 401 for `access` here.)
     let res = http
         .post(format!("{auth}/token"))
         .json(&json!({"refresh_token": refresh_token}))
