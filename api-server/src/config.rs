@@ -77,7 +77,7 @@ pub struct Settings {
     #[serde(deserialize_with = "optional_duration::<_, AtLeastOneSecond>")]
     pub revocations_max_staleness: Option<Duration>,
     /// `API_CORS_ORIGINS`: browser origins allowed cross-origin (exact origins); empty: no CORS
-    /// headers. Not yet in effect.
+    /// headers (`service_kit::cors`).
     pub cors_origins: Origins,
     /// `API_METRICS_BIND`: serve `GET /metrics` on this address only; `None` (the default): on
     /// [`Self::bind`] with the API.
@@ -150,9 +150,6 @@ impl Settings {
         }
         if self.revocations_max_staleness.is_some() {
             set.push("API_REVOCATIONS_MAX_STALENESS");
-        }
-        if !self.cors_origins.is_empty() {
-            set.push("API_CORS_ORIGINS");
         }
         set
     }
@@ -261,7 +258,7 @@ mod tests {
         assert_eq!(s.revocations_max_staleness, Some(Duration::from_secs(120)));
         assert!(s.cors_origins.contains("https://app.example"));
         assert_eq!(s.metrics_bind.as_ref().map(BindAddr::as_str), Some("127.0.0.1:9101"));
-        assert_eq!(s.not_yet_in_effect().len(), 3);
+        assert_eq!(s.not_yet_in_effect().len(), 2);
         let err = Settings::from_sources(None, env(&[("API_REVOCATIONS_MAX_STALENESS", "2m")]))
             .unwrap_err()
             .to_string();

@@ -21,6 +21,7 @@ use actix_web::dev::{Server, ServiceRequest};
 use actix_web::middleware::Logger;
 use actix_web::{App, HttpServer, web};
 use service_kit::config::BindAddr;
+use service_kit::cors::Credentials;
 use service_kit::metrics::HttpMetrics;
 use service_kit::rejections::Unrouted;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -124,6 +125,7 @@ impl Application {
         let unrouted = web::Data::new(Unrouted::from_openapi(&doc));
         let shutdown_signal = service_kit::shutdown::signal().map_err(StartError::Signals)?;
         let shutdown_timeout = settings.shutdown_timeout.as_secs();
+        let cors_origins = settings.cors_origins.clone();
 
         let bind_error = |addr: &BindAddr| {
             let addr = addr.to_string();
@@ -150,6 +152,9 @@ impl Application {
             App::new()
                 .wrap(actix_web::middleware::from_fn(limits::check))
                 .wrap(HttpMetrics)
+                // `API_CORS_ORIGINS`: bearer tokens only, no credentials.
+                .wrap(service_kit::cors::cors(&cors_origins, Credentials::Omitted))
+                .wrap(actix_web::middleware::from_fn(service_kit::cors::finish))
                 .wrap(actix_web::middleware::from_fn(service_kit::request_id::assign))
                 .wrap(access_log())
                 .app_data(verifier.clone())

@@ -13,6 +13,7 @@ pub mod key_folder;
 pub mod metrics;
 pub mod openapi;
 pub mod passwords;
+pub mod refresh_cookie;
 pub mod revocations;
 pub mod routes;
 pub mod session_routes;
@@ -30,6 +31,7 @@ use actix_web::dev::{Server, ServiceRequest};
 use actix_web::middleware::Logger;
 use actix_web::{App, HttpServer, web};
 use service_kit::config::BindAddr;
+use service_kit::cors::Credentials;
 use service_kit::rejections::Unrouted;
 use utoipa_actix_web::service_config::ServiceConfig;
 
@@ -171,6 +173,8 @@ impl Application {
         let doc = openapi::document(serve);
         let unrouted = web::Data::new(Unrouted::from_openapi(&doc));
         let introspection = introspection::Clients::from(&settings.introspection_clients);
+        let cors_origins = settings.cors_origins.clone();
+        let refresh_cookie = routes::RefreshCookie::new(&settings);
         let state = web::Data::new(AppState {
             metadata: routes::metadata_json(&settings.issuer),
             openapi: service_kit::openapi::to_json(&doc),
@@ -181,6 +185,7 @@ impl Application {
             keys: keys.clone(),
             revocations: hub,
             introspection,
+            refresh_cookie,
         });
         let metrics = match metrics_listener {
             Some((listener, port)) => {
@@ -198,6 +203,9 @@ impl Application {
             App::new()
                 .wrap(actix_web::middleware::from_fn(service_kit::limits::check))
                 .wrap(service_kit::metrics::HttpMetrics)
+                // `AUTH_CORS_ORIGINS`; credentials for the refresh cookie.
+                .wrap(service_kit::cors::cors(&cors_origins, Credentials::Allowed))
+                .wrap(actix_web::middleware::from_fn(service_kit::cors::finish))
                 .wrap(actix_web::middleware::from_fn(service_kit::request_id::assign))
                 .wrap(access_log())
                 .app_data(state.clone())

@@ -111,7 +111,8 @@ mod tests {
             | C::RateLimited
             | C::Unavailable
             | C::InternalError
-            | C::InvalidClient => c.as_str(),
+            | C::InvalidClient
+            | C::Forbidden => c.as_str(),
         };
         let codes = [
             C::InvalidRequest,
@@ -126,6 +127,7 @@ mod tests {
             C::Unavailable,
             C::InternalError,
             C::InvalidClient,
+            C::Forbidden,
         ];
         let mut want: Vec<&str> = codes.into_iter().map(all).collect();
         let mut got = listed.clone();

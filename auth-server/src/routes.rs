@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use access_token::{ApiError, Authenticated, ErrorBody, ErrorCode, TokenResponse};
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderName};
 use actix_web::{HttpRequest, HttpResponse, Responder, get, post, route, web};
 use serde::{Deserialize, Serialize};
 use service_kit::json::Json;
@@ -30,8 +30,7 @@ use crate::store::Store;
 use crate::throttle::TrustedProxies;
 use crate::users::{Accounts, NewUser};
 
-/// Name of the refresh-token cookie.
-pub const REFRESH_COOKIE: &str = "refresh_token";
+pub use crate::refresh_cookie::RefreshCookie;
 
 /// What every handler shares.
 #[derive(Debug)]
@@ -54,6 +53,8 @@ pub struct AppState {
     pub revocations: Arc<crate::revocations::Hub>,
     /// The clients allowed to call `POST /introspect`.
     pub introspection: crate::introspection::Clients,
+    /// Cookie mode: the refresh cookie's name and flags, and the cross-site check.
+    pub refresh_cookie: RefreshCookie,
 }
 
 type Result<T> = std::result::Result<T, actix_web::Error>;
@@ -204,12 +205,12 @@ pub(crate) async fn login(
     if matches!(&result, Err(e) if e.code() == ErrorCode::RateLimited) {
         crate::metrics::throttled("login");
     }
-    Ok(token_response(&state.settings, result?))
+    Ok(token_response(&state.refresh_cookie, result?))
 }
 
 #[utoipa::path(
     tag = "sessions",
-    description = "Rotates a refresh token, given in the JSON body, the form body (RFC 6749 §6) or the `refresh_token` cookie.",
+    description = "Rotates a refresh token, given in the JSON body, the form body (RFC 6749 §6) or the refresh cookie (`refresh_token`, or `__Host-refresh_token` with an https issuer). A request carrying the cookie from an `Origin` that is neither the issuer's nor listed in `AUTH_CORS_ORIGINS` is refused (403 `forbidden`) and spends nothing.",
     request_body(content(
         (TokenJson = "application/json"),
         (TokenForm = "application/x-www-form-urlencoded"),
@@ -218,6 +219,7 @@ pub(crate) async fn login(
     responses(
         (status = 200, description = "A new token pair", body = TokenResponse),
         (status = 400, description = "No token (`invalid_request`), or unknown, expired, revoked or spent (`invalid_grant`)", body = ErrorBody),
+        (status = 403, description = "The refresh cookie sent from an origin that is not allowed (`forbidden`); nothing spent", body = ErrorBody),
         (status = 413, description = "Body over 16 KiB (`payload_too_large`)", body = ErrorBody),
         (status = 429, description = "The session rotated `AUTH_REFRESH_MAX_ROTATIONS` times in its window (`rate_limited`); the token is kept", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 503, description = "Redis down or full (`unavailable`); the token is kept", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
@@ -229,14 +231,16 @@ pub(crate) async fn token(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let presented = presented_refresh_token(&req, payload).await?;
+    // Before the body is read: a refused request spends nothing.
+    state.refresh_cookie.refuse_cross_site(&req)?;
+    let presented = presented_refresh_token(&req, payload, &state.refresh_cookie).await?;
     let issued = state.sessions.refresh(&presented).await.map_err(ApiError::from)?;
-    Ok(token_response(&state.settings, issued))
+    Ok(token_response(&state.refresh_cookie, issued))
 }
 
 #[utoipa::path(
     tag = "sessions",
-    description = "Ends the session of a refresh token (given as for `/token`); 204 also for an unknown token.",
+    description = "Ends the session of a refresh token (given as for `/token`, with the same cross-site check); 204 also for an unknown token. In cookie mode the answer removes the cookie.",
     request_body(content(
         (TokenJson = "application/json"),
         (TokenForm = "application/x-www-form-urlencoded"),
@@ -245,6 +249,7 @@ pub(crate) async fn token(
     responses(
         (status = 204, description = "Logged out"),
         (status = 400, description = "No token given (`invalid_request`)", body = ErrorBody),
+        (status = 403, description = "The refresh cookie sent from an origin that is not allowed (`forbidden`); nothing ended", body = ErrorBody),
         (status = 413, description = "Body over 16 KiB (`payload_too_large`)", body = ErrorBody),
         Unavailable,
     )
@@ -255,9 +260,10 @@ pub(crate) async fn logout(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse> {
-    let presented = presented_refresh_token(&req, payload).await?;
+    state.refresh_cookie.refuse_cross_site(&req)?;
+    let presented = presented_refresh_token(&req, payload, &state.refresh_cookie).await?;
     state.sessions.logout(&presented, "logout").await.map_err(ApiError::from)?;
-    Ok(logged_out(&state.settings))
+    Ok(logged_out(&state.refresh_cookie))
 }
 
 #[utoipa::path(
@@ -277,7 +283,7 @@ pub(crate) async fn logout_all(
     // An ended session's token (a logout elsewhere, a revocation) gets 401 here too.
     state.sessions.inventory().check_live(auth.claims()).await.map_err(ApiError::from)?;
     state.sessions.inventory().logout_all(&auth.sub).await.map_err(ApiError::from)?;
-    Ok(logged_out(&state.settings))
+    Ok(logged_out(&state.refresh_cookie))
 }
 
 #[utoipa::path(
@@ -446,16 +452,13 @@ pub(crate) async fn openapi_json(state: web::Data<AppState>) -> HttpResponse {
         .body(state.openapi.clone())
 }
 
-fn token_response(settings: &Settings, issued: Issued) -> HttpResponse {
+fn token_response(cookie: &RefreshCookie, issued: Issued) -> HttpResponse {
     let mut res = HttpResponse::Ok();
     res.insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"));
     let refresh = issued.refresh_token.expose();
-    let refresh_token = if settings.refresh_cookie {
-        let cookie = refresh_cookie(settings, &refresh, issued.refresh_expires_in);
-        if let Ok(value) = HeaderValue::from_str(&cookie) {
-            res.insert_header((header::SET_COOKIE, value));
-        }
+    let refresh_token = if cookie.enabled() {
+        res.cookie(cookie.set(refresh, issued.refresh_expires_in));
         None
     } else {
         Some(refresh)
@@ -469,22 +472,14 @@ fn token_response(settings: &Settings, issued: Issued) -> HttpResponse {
     })
 }
 
-fn logged_out(settings: &Settings) -> HttpResponse {
+/// 204, removing the refresh cookie in cookie mode.
+fn logged_out(cookie: &RefreshCookie) -> HttpResponse {
     let mut res = HttpResponse::NoContent();
     res.insert_header((header::CACHE_CONTROL, "no-store"));
-    if settings.refresh_cookie
-        && let Ok(value) = HeaderValue::from_str(&refresh_cookie(settings, "", 0))
-    {
-        res.insert_header((header::SET_COOKIE, value));
+    if cookie.enabled() {
+        res.cookie(cookie.removal());
     }
     res.finish()
-}
-
-fn refresh_cookie(settings: &Settings, value: &str, max_age: u64) -> String {
-    let secure = if settings.issuer.starts_with("https://") { "; Secure" } else { "" };
-    format!(
-        "{REFRESH_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
-    )
 }
 
 /// `POST /token` and `/logout` JSON body.
@@ -510,13 +505,17 @@ pub struct TokenForm {
 }
 
 /// The refresh token from the JSON body (`refresh_token` or `token`), the form body
-/// (RFC 6749 §6) or the `refresh_token` cookie, in that order; 400 when there is none.
-async fn presented_refresh_token(req: &HttpRequest, payload: web::Payload) -> Result<String> {
+/// (RFC 6749 §6) or the refresh cookie, in that order; 400 when there is none.
+async fn presented_refresh_token(
+    req: &HttpRequest,
+    payload: web::Payload,
+    cookie: &RefreshCookie,
+) -> Result<String> {
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
     let body = service_kit::json::read_body(payload.into_inner()).await?;
     let from_body = refresh_token_from_body(content_type, &body)?;
     from_body
-        .or_else(|| cookie(req, REFRESH_COOKIE))
+        .or_else(|| cookie.presented(req))
         .ok_or_else(|| ApiError::invalid_request("no refresh token given").into())
 }
 
@@ -581,16 +580,4 @@ fn client_info(req: &HttpRequest, client: IpAddr) -> ClientInfo {
 
 fn non_empty(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.is_empty())
-}
-
-/// The value of cookie `name`, read from the `Cookie` headers.
-fn cookie(req: &HttpRequest, name: &str) -> Option<String> {
-    req.headers()
-        .get_all(header::COOKIE)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value.trim().trim_matches('"').to_owned())
-        .filter(|v| !v.is_empty())
 }

@@ -4,6 +4,7 @@
 
 mod articles;
 mod attacks;
+mod cors;
 mod e2e;
 mod helpers;
 mod insecure_test_keys;

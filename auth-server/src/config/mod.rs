@@ -78,10 +78,10 @@ pub struct Settings {
     #[serde(deserialize_with = "flag")]
     pub refresh_cookie: bool,
     /// `AUTH_REFRESH_COOKIE_SAMESITE`: the cookie's `SameSite`; `none` needs an https issuer.
-    /// Not yet in effect (the cookie is `Strict`).
     pub refresh_cookie_samesite: SameSite,
     /// `AUTH_CORS_ORIGINS`: browser origins allowed cross-origin (exact origins); empty: no CORS
-    /// headers. Not yet in effect.
+    /// headers (`service_kit::cors`). Also the origins, besides the issuer's, from which a
+    /// request may carry the refresh cookie to `/token` and `/logout`.
     pub cors_origins: Origins,
     /// `AUTH_TRUSTED_PROXIES`: proxies (IPs or CIDRs) whose `X-Forwarded-For` names the client.
     #[serde(deserialize_with = "trusted_proxies")]
@@ -208,12 +208,6 @@ impl Settings {
     /// them yet, by environment variable; the server warns about each at start-up.
     pub fn not_yet_in_effect(&self) -> Vec<&'static str> {
         let mut set = Vec::new();
-        if self.refresh_cookie_samesite != SameSite::Strict {
-            set.push("AUTH_REFRESH_COOKIE_SAMESITE");
-        }
-        if !self.cors_origins.is_empty() {
-            set.push("AUTH_CORS_ORIGINS");
-        }
         if self.key_rotation_interval.is_some() {
             set.push("AUTH_KEY_ROTATION_INTERVAL");
         }
@@ -584,7 +578,7 @@ mod tests {
     fn samesite_none_needs_an_https_issuer() {
         let s = load(&[("AUTH_REFRESH_COOKIE_SAMESITE", "Lax")]).unwrap();
         assert_eq!(s.refresh_cookie_samesite, SameSite::Lax);
-        assert_eq!(s.not_yet_in_effect(), ["AUTH_REFRESH_COOKIE_SAMESITE"]);
+        assert!(s.not_yet_in_effect().is_empty(), "SameSite is in effect");
         let err = error(&[("AUTH_REFRESH_COOKIE_SAMESITE", "none")]);
         assert!(err.starts_with("AUTH_REFRESH_COOKIE_SAMESITE"), "{err}");
         assert!(err.contains("https"), "{err}");

@@ -44,8 +44,9 @@ async fn in_cookie_mode_the_refresh_token_travels_only_in_an_httponly_cookie() {
     for part in ["HttpOnly", "SameSite=Strict", "Path=/", "Secure", "Max-Age=604800"] {
         assert!(cookie.contains(part), "{cookie}");
     }
-    let value = cookie.split(';').next().unwrap().to_owned(); // refresh_token=...
-    assert!(value.starts_with("refresh_token=") && value.len() == "refresh_token=".len() + 64);
+    let value = cookie.split(';').next().unwrap().to_owned(); // __Host-refresh_token=...
+    let name = "__Host-refresh_token=";
+    assert!(value.starts_with(name) && value.len() == name.len() + 64, "{value}");
 
     let res = app.client.post(app.url("/token")).header("cookie", &value).send().await.unwrap();
     let rotated = read(res).await;
@@ -57,7 +58,7 @@ async fn in_cookie_mode_the_refresh_token_travels_only_in_an_httponly_cookie() {
     let reply = read(res).await;
     assert_eq!(reply.status, 204);
     let cleared = reply.header("set-cookie").unwrap();
-    assert!(cleared.starts_with("refresh_token=;") && cleared.contains("Max-Age=0"), "{cleared}");
+    assert!(cleared.starts_with(name) && cleared.contains("Max-Age=0"), "{cleared}");
     let res = app.client.post(app.url("/token")).header("cookie", &next).send().await.unwrap();
     assert_eq!(read(res).await.status, 400);
 }

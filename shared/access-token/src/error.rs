@@ -42,6 +42,9 @@ pub enum ErrorCode {
     InternalError,
     /// A client authentication failed (RFC 6749 §5.2): the auth server's introspection caller.
     InvalidClient,
+    /// A cross-site request refused: a refresh cookie sent from an origin that is neither the
+    /// issuer's nor listed, or a refused CORS preflight.
+    Forbidden,
 }
 
 impl ErrorCode {
@@ -60,6 +63,7 @@ impl ErrorCode {
             Self::Unavailable => "unavailable",
             Self::InternalError => "internal_error",
             Self::InvalidClient => "invalid_client",
+            Self::Forbidden => "forbidden",
         }
     }
 
@@ -70,7 +74,7 @@ impl ErrorCode {
             Self::InvalidCredentials | Self::InvalidToken | Self::InvalidClient => {
                 StatusCode::UNAUTHORIZED
             }
-            Self::InsufficientScope => StatusCode::FORBIDDEN,
+            Self::InsufficientScope | Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::UsernameTaken => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -225,6 +229,7 @@ mod tests {
             ErrorCode::Unavailable,
             ErrorCode::InternalError,
             ErrorCode::InvalidClient,
+            ErrorCode::Forbidden,
         ] {
             let json = serde_json::to_value(code).unwrap();
             assert_eq!(json, serde_json::Value::String(code.as_str().to_owned()));

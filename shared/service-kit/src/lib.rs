@@ -2,6 +2,8 @@
 //! its handlers, whatever it serves.
 //!
 //! - [`config`]: settings layered defaults → TOML file → environment, one-line errors;
+//! - [`cors`]: CORS for browser clients from the listed origins (`actix-cors`, and the answers
+//!   the contract asks of it);
 //! - [`duration`]: the `900` / `15m` / `7d` duration syntax of the configuration;
 //! - [`json`]: JSON bodies whose errors name the field (`serde_path_to_error`);
 //! - [`limits`]: header, target, body and time limits on every request (slow clients included);
@@ -19,6 +21,7 @@
 //! contract, and for the metric registration helpers its series share.
 
 pub mod config;
+pub mod cors;
 pub mod duration;
 pub mod healthcheck;
 pub mod json;
