@@ -68,12 +68,12 @@ pub struct Settings {
     #[serde(deserialize_with = "token_cache")]
     pub token_cache: usize,
     /// `API_REVOCATIONS_URL`: the auth server's `GET /revocations`, followed by long poll;
-    /// `None` (the default): no revocation list. Not yet in effect.
+    /// `None` (the default): no revocation list (see `access_token::follow`).
     #[serde(deserialize_with = "optional_http_url")]
     pub revocations_url: Option<String>,
     /// `API_REVOCATIONS_MAX_STALENESS`: past this age of the revocation list, authenticated
     /// routes answer 503; `None` (the default): serve on a stale list. Needs
-    /// `API_REVOCATIONS_URL`. Not yet in effect.
+    /// `API_REVOCATIONS_URL`. The list is polled with a `wait` of at most a third of it.
     #[serde(deserialize_with = "optional_duration::<_, AtLeastOneSecond>")]
     pub revocations_max_staleness: Option<Duration>,
     /// `API_CORS_ORIGINS`: browser origins allowed cross-origin (exact origins); empty: no CORS
@@ -145,12 +145,6 @@ impl Settings {
     /// variable; the server warns about each at start-up.
     pub fn not_yet_in_effect(&self) -> Vec<&'static str> {
         let mut set = Vec::new();
-        if self.revocations_url.is_some() {
-            set.push("API_REVOCATIONS_URL");
-        }
-        if self.revocations_max_staleness.is_some() {
-            set.push("API_REVOCATIONS_MAX_STALENESS");
-        }
         if !self.cors_origins.is_empty() {
             set.push("API_CORS_ORIGINS");
         }
@@ -261,7 +255,7 @@ mod tests {
         assert_eq!(s.revocations_max_staleness, Some(Duration::from_secs(120)));
         assert!(s.cors_origins.contains("https://app.example"));
         assert_eq!(s.metrics_bind.as_ref().map(BindAddr::as_str), Some("127.0.0.1:9101"));
-        assert_eq!(s.not_yet_in_effect().len(), 3);
+        assert_eq!(s.not_yet_in_effect(), ["API_CORS_ORIGINS"]);
         let err = Settings::from_sources(None, env(&[("API_REVOCATIONS_MAX_STALENESS", "2m")]))
             .unwrap_err()
             .to_string();
