@@ -46,6 +46,9 @@ pub fn configure_metrics(cfg: &mut ServiceConfig) {
     cfg.service(metrics);
 }
 
+// The bearer routes answer 503 `unavailable` too, with `API_REVOCATIONS_MAX_STALENESS`, while the
+// revocation list is older than that (the extractor's `VerifyError::RevocationListStale`).
+
 /// `GET /articles`: the caller's articles (all of them for `admin`).
 #[utoipa::path(
     tag = "articles",
@@ -53,6 +56,7 @@ pub fn configure_metrics(cfg: &mut ServiceConfig) {
     responses(
         (status = 200, description = "The caller's articles (every article for the `admin` role)", body = Vec<Article>),
         BearerRefusals,
+        Unavailable,
     )
 )]
 #[get("/articles")]
@@ -71,6 +75,7 @@ pub(crate) async fn list_articles(
     responses(
         (status = 200, description = "The article", body = Article),
         BearerRefusals,
+        Unavailable,
         (status = 404, description = "No such article, or not the caller's (`not_found`)", body = ErrorBody),
     )
 )]
@@ -109,6 +114,7 @@ pub(crate) struct Me<'a> {
     responses(
         (status = 200, description = "Who the token says the caller is", body = Me),
         BearerRefusals,
+        Unavailable,
     )
 )]
 #[get("/me")]

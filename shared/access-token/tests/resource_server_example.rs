@@ -130,10 +130,9 @@ async fn revocation_feed() -> String {
         {"sid_sha256": digest, "until": until},
     ]})
     .to_string();
-    let server =
-        actix_web::HttpServer::new(move || {
-            let body = body.clone();
-            actix_web::App::new().route(
+    let server = actix_web::HttpServer::new(move || {
+        let body = body.clone();
+        actix_web::App::new().route(
                 "/revocations",
                 actix_web::web::get().to(move || {
                     let body = body.clone();
@@ -142,11 +141,11 @@ async fn revocation_feed() -> String {
                     }
                 }),
             )
-        })
-        .workers(1)
-        .listen(listener)
-        .unwrap()
-        .run();
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
     tokio::spawn(server);
     url
 }
