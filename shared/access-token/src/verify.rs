@@ -521,6 +521,42 @@ mod tests {
     }
 
     #[test]
+    fn a_cached_token_is_refused_once_its_session_is_listed() {
+        use crate::revocation::{Page, RevocationList, SidDigest};
+        let key = TestKey::generate();
+        let list = Arc::new(RevocationList::new(None));
+        let v = verifier(&key).with_revocations(Arc::clone(&list));
+        let token = key.sign(&key.header(), &claims());
+        let other = key.sign(&key.header(), &with(claims(), "sid", json!("s2")));
+        assert!(v.verify_now(&token).is_ok());
+        assert!(v.verify_now(&token).is_ok(), "now served from the cache");
+        let page = Page {
+            cursor: "c".into(),
+            reset: true,
+            revoked: vec![(SidDigest::of("s1"), now() + 900)],
+        };
+        list.apply(&page, now());
+        assert_eq!(v.verify_now(&token).unwrap_err(), VerifyError::SessionEnded);
+        assert!(v.verify_now(&other).is_ok(), "another session passes");
+        // A bad token is still refused for what is wrong with it, listed or not.
+        let expired = key.sign(&key.header(), &with(claims(), "exp", json!(now() - 3600)));
+        assert_eq!(v.verify_now(&expired).unwrap_err(), VerifyError::Expired);
+    }
+
+    #[test]
+    fn a_stale_list_refuses_valid_tokens_with_its_own_error() {
+        use crate::revocation::RevocationList;
+        let key = TestKey::generate();
+        let list = Arc::new(RevocationList::new(Some(Duration::from_secs(60))));
+        let v = verifier(&key).with_revocations(list);
+        let token = key.sign(&key.header(), &claims());
+        // No full list yet: as good as infinitely old.
+        assert_eq!(v.verify_now(&token).unwrap_err(), VerifyError::RevocationListStale);
+        let scope = key.sign(&key.header(), &with(claims(), "scope", json!("other")));
+        assert!(matches!(v.verify_now(&scope), Err(VerifyError::InsufficientScope(_))));
+    }
+
+    #[test]
     fn a_good_token_verifies() {
         let key = TestKey::generate();
         let v = verifier(&key);
