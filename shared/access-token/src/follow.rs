@@ -142,6 +142,7 @@ impl Follower {
         let mut cursor: Option<String> = None;
         let mut retry = RETRY_MIN;
         let mut failures = 0u64;
+        let mut warned_stale = false;
         let mut pruned = Instant::now();
         loop {
             let wait = if cursor.is_some() { self.wait } else { Duration::ZERO };
@@ -152,6 +153,7 @@ impl Follower {
                             "revocation list: following again after {failures} failed fetch(es)"
                         );
                         failures = 0;
+                        warned_stale = false;
                     }
                     retry = RETRY_MIN;
                     let now = now_secs();
@@ -181,7 +183,8 @@ impl Follower {
                     } else {
                         log::debug!("revocation list: fetch {failures} failed: {e}");
                     }
-                    if self.list.is_stale() && failures == 1 {
+                    if self.list.is_stale() && !warned_stale {
+                        warned_stale = true;
                         log::warn!(
                             "revocation list is older than its staleness limit: authenticated \
                              requests answer 503 until it is fetched again"
