@@ -5,9 +5,6 @@
 //! `Default` holds every built-in value. The key source (`API_KEYS_DIR` or `API_JWKS_URL`) is
 //! read together into [`KeysFrom`]. The layering and the shared validators are
 //! `service_kit::config`; a bad value is one line naming the variable.
-//!
-//! Some settings of the contract are validated here before their feature is wired (see
-//! [`Settings::not_yet_in_effect`]); the server warns at start-up when one of them is set.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -68,12 +65,12 @@ pub struct Settings {
     #[serde(deserialize_with = "token_cache")]
     pub token_cache: usize,
     /// `API_REVOCATIONS_URL`: the auth server's `GET /revocations`, followed by long poll;
-    /// `None` (the default): no revocation list. Not yet in effect.
+    /// `None` (the default): no revocation list (see `access_token::follow`).
     #[serde(deserialize_with = "optional_http_url")]
     pub revocations_url: Option<String>,
     /// `API_REVOCATIONS_MAX_STALENESS`: past this age of the revocation list, authenticated
     /// routes answer 503; `None` (the default): serve on a stale list. Needs
-    /// `API_REVOCATIONS_URL`. Not yet in effect.
+    /// `API_REVOCATIONS_URL`. The list is polled with a `wait` of at most a third of it.
     #[serde(deserialize_with = "optional_duration::<_, AtLeastOneSecond>")]
     pub revocations_max_staleness: Option<Duration>,
     /// `API_CORS_ORIGINS`: browser origins allowed cross-origin (exact origins); empty: no CORS
@@ -139,19 +136,6 @@ impl Settings {
     /// The port of `bind` (for the `healthcheck` subcommand).
     pub fn port(&self) -> Option<u16> {
         self.bind.port()
-    }
-
-    /// The settings that are set though this build does not act on them yet, by environment
-    /// variable; the server warns about each at start-up.
-    pub fn not_yet_in_effect(&self) -> Vec<&'static str> {
-        let mut set = Vec::new();
-        if self.revocations_url.is_some() {
-            set.push("API_REVOCATIONS_URL");
-        }
-        if self.revocations_max_staleness.is_some() {
-            set.push("API_REVOCATIONS_MAX_STALENESS");
-        }
-        set
     }
 }
 
@@ -231,7 +215,6 @@ mod tests {
         assert_eq!((s.revocations_url.as_deref(), s.revocations_max_staleness), (None, None));
         assert!(s.cors_origins.is_empty());
         assert_eq!(s.metrics_bind, None);
-        assert!(s.not_yet_in_effect().is_empty());
     }
 
     #[test]
@@ -258,7 +241,6 @@ mod tests {
         assert_eq!(s.revocations_max_staleness, Some(Duration::from_secs(120)));
         assert!(s.cors_origins.contains("https://app.example"));
         assert_eq!(s.metrics_bind.as_ref().map(BindAddr::as_str), Some("127.0.0.1:9101"));
-        assert_eq!(s.not_yet_in_effect().len(), 2);
         let err = Settings::from_sources(None, env(&[("API_REVOCATIONS_MAX_STALENESS", "2m")]))
             .unwrap_err()
             .to_string();

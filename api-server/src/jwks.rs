@@ -71,9 +71,9 @@ struct RawSet {
 impl JwksSource {
     /// A source for `url` (http or https).
     pub fn new(url: &str) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
+        // The shared policy of our fetches from the auth server (no redirects, connect bound).
+        let client = access_token::follow::client_builder()
             .timeout(FETCH_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| e.to_string())?;
         Ok(Self { url: url.to_owned(), client, last: Arc::default() })

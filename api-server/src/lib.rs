@@ -1,6 +1,8 @@
 //! The articles API: a resource server that verifies RS256 access tokens with public keys
 //! alone (a folder or the auth server's JWKS). No Redis, and no call to the auth server on
-//! the request path, so it keeps answering valid tokens while either is down.
+//! the request path, so it keeps answering valid tokens while either is down. With
+//! `API_REVOCATIONS_URL` it also follows the auth server's session revocation list in the
+//! background and refuses tokens of ended sessions (`access_token::revocation`).
 //!
 //! [`Application::build`] wires everything from [`Settings`]; `main` and the tests both start
 //! the server that way (tests on port 0).
@@ -15,6 +17,7 @@ pub mod routes;
 use std::sync::Arc;
 
 use access_token::keyset::{FolderSource, TrustedKeys};
+use access_token::revocation::RevocationList;
 use access_token::watch::spawn_folder_reload;
 use access_token::{Verifier, VerifierConfig};
 use actix_web::dev::{Server, ServiceRequest};
@@ -54,6 +57,9 @@ pub enum StartError {
     /// The JWKS HTTP client could not be built.
     #[error("API_JWKS_URL: {0}")]
     Jwks(String),
+    /// The revocation list's follower could not be built.
+    #[error("API_REVOCATIONS_URL: {0}")]
+    Revocations(String),
     /// The SIGTERM/SIGINT handlers could not be installed.
     #[error("cannot install the signal handlers: {0}")]
     Signals(std::io::Error),
@@ -79,9 +85,6 @@ impl Application {
     /// [`access_token::watch`]; JWKS: `max-age` timer + retries + SIGHUP, see [`jwks`]), and binds
     /// `settings.bind`.
     pub async fn build(settings: Settings) -> Result<Self, StartError> {
-        for name in settings.not_yet_in_effect() {
-            log::warn!("{name} is set but not in effect in this build yet");
-        }
         let articles = Articles::load(settings.articles_file.as_deref())?;
         log::info!("serving {} articles", articles.len());
 
@@ -108,14 +111,28 @@ impl Application {
         } else {
             log::info!("{loaded} public key(s) loaded from {}", keys.source_description());
         }
-        let verifier = web::Data::new(Verifier::new(
+        let mut verifier = Verifier::new(
             VerifierConfig::new(&settings.issuer, &settings.audience)
                 .leeway(settings.leeway)
                 .required_scope(REQUIRED_SCOPE)
                 .realm(REALM)
                 .token_cache(settings.token_cache),
             Arc::clone(&keys),
-        ));
+        );
+        if let Some(url) = &settings.revocations_url {
+            // The generic part (the list, the check after the cache, the long-poll follower) is
+            // access_token's; see `access_token::revocation` and `access_token::follow`.
+            let list = Arc::new(RevocationList::new(settings.revocations_max_staleness));
+            access_token::follow::spawn(Arc::clone(&list), url).map_err(StartError::Revocations)?;
+            log::info!(
+                "following the revocation list at {url} (staleness limit: {})",
+                settings
+                    .revocations_max_staleness
+                    .map_or_else(|| "none".to_owned(), |d| format!("{}s", d.as_secs()))
+            );
+            verifier = verifier.with_revocations(list);
+        }
+        let verifier = web::Data::new(verifier);
         let articles = web::Data::new(articles);
         let keys_data = web::Data::new(Arc::clone(&keys));
         // The routes' own document: served, and the source of the 405s' `Allow`.

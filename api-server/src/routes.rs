@@ -8,7 +8,7 @@
 //! is a handler with both attributes and one `cfg.service(handler)` line in [`configure`].
 
 use access_token::keyset::TrustedKeys;
-use access_token::{ApiError, Authenticated, ErrorBody};
+use access_token::{ApiError, Authenticated, ErrorBody, Verifier};
 use actix_web::http::header::ContentType;
 use actix_web::{HttpResponse, get, web};
 use serde::Serialize;
@@ -46,6 +46,9 @@ pub fn configure_metrics(cfg: &mut ServiceConfig) {
     cfg.service(metrics);
 }
 
+// The bearer routes answer 503 `unavailable` too, with `API_REVOCATIONS_MAX_STALENESS`, while the
+// revocation list is older than that (the extractor's `VerifyError::RevocationListStale`).
+
 /// `GET /articles`: the caller's articles (all of them for `admin`).
 #[utoipa::path(
     tag = "articles",
@@ -53,6 +56,7 @@ pub fn configure_metrics(cfg: &mut ServiceConfig) {
     responses(
         (status = 200, description = "The caller's articles (every article for the `admin` role)", body = Vec<Article>),
         BearerRefusals,
+        Unavailable,
     )
 )]
 #[get("/articles")]
@@ -71,6 +75,7 @@ pub(crate) async fn list_articles(
     responses(
         (status = 200, description = "The article", body = Article),
         BearerRefusals,
+        Unavailable,
         (status = 404, description = "No such article, or not the caller's (`not_found`)", body = ErrorBody),
     )
 )]
@@ -109,6 +114,7 @@ pub(crate) struct Me<'a> {
     responses(
         (status = 200, description = "Who the token says the caller is", body = Me),
         BearerRefusals,
+        Unavailable,
     )
 )]
 #[get("/me")]
@@ -153,25 +159,35 @@ pub(crate) struct Ready {
     keys: usize,
 }
 
-/// `GET /readyz`: 200 when at least one public key is loaded, else 503 `unavailable`.
+/// `GET /readyz`: 200 when at least one public key is loaded and, with `API_REVOCATIONS_URL`,
+/// the first full revocation list has arrived (and, with `API_REVOCATIONS_MAX_STALENESS`, the
+/// list is not older than that); else 503 `unavailable`.
 #[utoipa::path(
     tag = "operations",
     responses(
-        (status = 200, description = "At least one public key is loaded", body = Ready),
+        (status = 200, description = "At least one public key is loaded (and the revocation list, when followed, has arrived and is fresh)", body = Ready),
         Unavailable,
     )
 )]
 #[get("/readyz")]
 pub(crate) async fn readyz(
     keys: web::Data<std::sync::Arc<TrustedKeys>>,
+    verifier: web::Data<Verifier>,
 ) -> Result<web::Json<Ready>, ApiError> {
+    let unavailable = |why: &'static str| {
+        ApiError::new(access_token::ErrorCode::Unavailable, why).with_retry_after(1)
+    };
     let loaded = keys.current().len();
     if loaded == 0 {
-        return Err(ApiError::new(
-            access_token::ErrorCode::Unavailable,
-            "no public key is loaded yet",
-        )
-        .with_retry_after(1));
+        return Err(unavailable("no public key is loaded yet"));
+    }
+    if let Some(list) = verifier.revocations() {
+        if !list.is_ready() {
+            return Err(unavailable("the revocation list has not arrived yet"));
+        }
+        if list.is_stale() {
+            return Err(unavailable("the revocation list is out of date"));
+        }
     }
     Ok(web::Json(Ready { status: "ready", keys: loaded }))
 }

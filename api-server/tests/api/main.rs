@@ -13,5 +13,7 @@ mod key_reload;
 mod limits;
 mod observability;
 mod openapi;
+mod revocation;
+mod revocation_faults;
 mod rotation;
 mod shutdown;

@@ -10,6 +10,8 @@
 //! | malformed header | 400 `invalid_request` | `Bearer realm="R", error="invalid_request"` |
 //! | invalid token | 401 `invalid_token` | `Bearer realm="R", error="invalid_token", error_description="..."` |
 //! | valid token without the scope | 403 `insufficient_scope` | `Bearer realm="R", error="insufficient_scope", scope="S"` |
+//! | valid token of an ended session (on the [revocation list](crate::revocation)) | 401 `invalid_token` "the session has ended" | as for an invalid token |
+//! | valid token, revocation list older than its staleness limit | 503 `unavailable` + `Retry-After` | none |
 //!
 //! A service that names no realm ([`VerifierConfig::realm`](crate::VerifierConfig::realm))
 //! gets the same challenges without `realm="R"` (bare `Bearer` for a missing header).
@@ -144,12 +146,20 @@ fn finish(
     }
 }
 
-/// The response for a refused token: 403 `insufficient_scope` or 401 `invalid_token`, with
+/// `Retry-After` of the 503 answered while the revocation list is out of date.
+const STALE_RETRY_AFTER: u64 = 5;
+
+/// The response for a refused token: 503 `unavailable` while the revocation list is older
+/// than its staleness limit, 403 `insufficient_scope` or 401 `invalid_token`, with
 /// the RFC 6750 challenge for `realm`. Public so other entry points (a WebSocket upgrade, a
 /// handler verifying a token from a body) answer exactly like the extractor.
 pub fn token_error(err: &VerifyError, realm: Option<&str>) -> ApiError {
     let description = err.to_string();
     match err {
+        // Not the token's fault: no challenge, a retry later may pass.
+        VerifyError::RevocationListStale => {
+            ApiError::new(ErrorCode::Unavailable, description).with_retry_after(STALE_RETRY_AFTER)
+        }
         VerifyError::InsufficientScope(scope) => {
             let challenge =
                 challenge(realm, &[("error", "insufficient_scope"), ("scope", scope.as_str())]);

@@ -20,6 +20,10 @@
 //!   and a bounded cache of verified tokens);
 //! - [`jwt_provider`]: the `jsonwebtoken` crypto provider that reuses parsed keys;
 //! - [`extract`]: the actix-web [`Authenticated`] extractor answering RFC 6750 challenges;
+//! - [`revocation`]: the session revocation list a [`Verifier`] consults after every
+//!   verification and cache hit (`sid` digest → `until`, lock-free reads, a staleness limit);
+//! - [`follow`]: keeping a [`revocation::RevocationList`] in step with the auth server's
+//!   `GET /revocations` (long poll, backoff with jitter, full list after an outage);
 //! - [`metrics`]: the verification and key series in the Prometheus default registry.
 //!
 //! What is not: service plumbing (settings, HTTP limits, the metrics middleware and
@@ -29,10 +33,12 @@
 pub mod claims;
 pub mod error;
 pub mod extract;
+pub mod follow;
 pub mod jwt_provider;
 pub mod keyset;
 pub mod metrics;
 pub mod public_key;
+pub mod revocation;
 mod token_cache;
 pub mod verify;
 pub mod watch;

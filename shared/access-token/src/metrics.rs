@@ -1,6 +1,7 @@
 //! The token side's Prometheus series: verification outcomes (`token_verifications_total`), key
 //! reloads (`key_reloads_total`, `key_files_skipped_total`) and the live key count
-//! (`keys_loaded`), plus the helpers that register a series in the process-wide default
+//! (`keys_loaded`), the revocation list's age, size, readiness and fetch errors
+//! (`revocation_list_*`, once a service follows one), plus the helpers that register a series in the process-wide default
 //! registry ([`register`], [`counter`], [`counter_vec`], [`gauge`], [`gauge_vec`]).
 //!
 //! Everything is in [`prometheus::default_registry`], so whatever serves `/metrics` for the
@@ -13,9 +14,10 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 pub use prometheus;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
+use prometheus::{Gauge, IntCounter, IntCounterVec, IntGauge, Opts};
 
 use crate::keyset::{ReloadOutcome, TrustedKeys};
+use crate::revocation::RevocationList;
 use crate::verify::VerifyError;
 
 // ---------------------------------------------------------------------------------------------
@@ -99,6 +101,8 @@ pub const VERIFY_OUTCOMES: &[&str] = &[
     "wrong_audience",
     "missing_claim",
     "insufficient_scope",
+    "session_ended",
+    "revocation_list_stale",
 ];
 
 static VERIFICATIONS: LazyLock<Vec<IntCounter>> = LazyLock::new(|| {
@@ -202,6 +206,84 @@ pub(crate) fn init_key_series() {
     LazyLock::force(&KEY_FILES_SKIPPED);
 }
 
+// ---------------------------------------------------------------------------------------------
+// The revocation list (a follower of the auth server's `GET /revocations`)
+
+/// The list the revocation series report, read at each gather (the latest
+/// [`observe_revocations`] call wins; weak, like the keys).
+static OBSERVED_REVOCATIONS: Mutex<Option<Weak<RevocationList>>> = Mutex::new(None);
+
+/// `revocation_list_age_seconds`, `revocation_list_entries`, `revocation_list_ready`: read from
+/// the observed list when the registry is gathered, so the age a scrape shows is the age at
+/// that moment (a gauge set by the follower would freeze while the follower is stuck).
+#[derive(Clone)]
+struct RevocationSeries {
+    age: Gauge,
+    entries: IntGauge,
+    ready: IntGauge,
+}
+
+impl Collector for RevocationSeries {
+    fn desc(&self) -> Vec<&Desc> {
+        [self.age.desc(), self.entries.desc(), self.ready.desc()].concat()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let live =
+            OBSERVED_REVOCATIONS.lock().ok().and_then(|l| l.as_ref().and_then(Weak::upgrade));
+        let Some(list) = live else { return Vec::new() };
+        // Before the first answer: how long the process has gone without one.
+        let age = list.age().unwrap_or_else(|| list.created().elapsed());
+        self.age.set(age.as_secs_f64());
+        self.entries.set(i64::try_from(list.len()).unwrap_or(i64::MAX));
+        self.ready.set(i64::from(list.is_ready()));
+        [self.age.collect(), self.entries.collect(), self.ready.collect()].concat()
+    }
+}
+
+static REVOCATION_SERIES: LazyLock<RevocationSeries> = LazyLock::new(|| {
+    #[allow(clippy::expect_used)] // constant, valid names: cannot fail
+    let series = RevocationSeries {
+        age: Gauge::new(
+            "revocation_list_age_seconds",
+            "Seconds since the revocation list's feed last answered (before the first answer: since start).",
+        )
+        .expect("constant metric name"),
+        entries: IntGauge::new(
+            "revocation_list_entries",
+            "Ended sessions on the revocation list held in memory.",
+        )
+        .expect("constant metric name"),
+        ready: IntGauge::new(
+            "revocation_list_ready",
+            "1 once a full revocation list has arrived, else 0.",
+        )
+        .expect("constant metric name"),
+    };
+    register(series)
+});
+
+static REVOCATION_FETCH_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "revocation_list_fetch_errors_total",
+        "Failed fetches of the revocation list (unreachable, timed out, bad answer); the list held stays in force.",
+    )
+});
+
+/// Makes the revocation series report `list` at every scrape.
+pub fn observe_revocations(list: &Arc<RevocationList>) {
+    LazyLock::force(&REVOCATION_SERIES);
+    LazyLock::force(&REVOCATION_FETCH_ERRORS);
+    if let Ok(mut observed) = OBSERVED_REVOCATIONS.lock() {
+        *observed = Some(Arc::downgrade(list));
+    }
+}
+
+/// Counts one failed fetch of the revocation list.
+pub fn record_revocation_fetch_error() {
+    REVOCATION_FETCH_ERRORS.inc();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +305,8 @@ mod tests {
             VerifyError::WrongAudience,
             VerifyError::MissingClaim("sub"),
             VerifyError::InsufficientScope("s".into()),
+            VerifyError::SessionEnded,
+            VerifyError::RevocationListStale,
         ];
         for e in errors {
             assert!(VERIFY_OUTCOMES.contains(&e.kind()), "{}", e.kind());

@@ -44,6 +44,7 @@ use serde::Deserialize;
 use crate::claims::{ACCESS_TOKEN_TYP, AccessClaims};
 use crate::keyset::{KeySet, TrustedKeys};
 use crate::public_key::PublicKey;
+use crate::revocation::RevocationList;
 use crate::token_cache::TokenCache;
 
 /// Longest token accepted. Ours are about 1 KiB; anything past 8 KiB is refused before it is
@@ -159,6 +160,13 @@ pub enum VerifyError {
     /// The token is valid but lacks the required scope (a 403, not a 401).
     #[error("the token lacks the scope {0}")]
     InsufficientScope(String),
+    /// The token is valid but its session is on the revocation list (a 401).
+    #[error("the session has ended")]
+    SessionEnded,
+    /// The token is valid but the revocation list is older than its staleness limit, so it
+    /// cannot tell whether the session has ended: not the token's fault (a 503, not a 401).
+    #[error("the revocation list is out of date")]
+    RevocationListStale,
 }
 
 impl VerifyError {
@@ -179,6 +187,8 @@ impl VerifyError {
             Self::WrongAudience => "wrong_audience",
             Self::MissingClaim(_) => "missing_claim",
             Self::InsufficientScope(_) => "insufficient_scope",
+            Self::SessionEnded => "session_ended",
+            Self::RevocationListStale => "revocation_list_stale",
         }
     }
 }
@@ -206,6 +216,8 @@ pub struct Verifier {
     required_scope: Option<String>,
     realm: Option<String>,
     cache: Option<TokenCache>,
+    /// Consulted after every verification and cache hit ([`Self::with_revocations`]).
+    revocations: Option<Arc<RevocationList>>,
     /// What `jsonwebtoken::decode` checks: RS256 only, the required claims, `iss`, `aud`,
     /// `exp` and `nbf` with the leeway.
     validation: Validation,
@@ -234,8 +246,23 @@ impl Verifier {
             required_scope: config.required_scope,
             realm: config.realm,
             cache: (config.token_cache > 0).then(|| TokenCache::new(config.token_cache)),
+            revocations: None,
             validation,
         }
+    }
+
+    /// Refuses tokens whose session is on `list` ([`VerifyError::SessionEnded`]), and valid
+    /// tokens while `list` is older than its staleness limit
+    /// ([`VerifyError::RevocationListStale`]). Checked after the signature and after the cache
+    /// of verified tokens, so a token verified before its session ended is refused too.
+    pub fn with_revocations(mut self, list: Arc<RevocationList>) -> Self {
+        self.revocations = Some(list);
+        self
+    }
+
+    /// The revocation list this verifier consults, if any.
+    pub fn revocations(&self) -> Option<&Arc<RevocationList>> {
+        self.revocations.as_ref()
     }
 
     /// The live keys (for readiness checks, listings and reload triggers).
@@ -279,6 +306,15 @@ impl Verifier {
     /// [`Self::verify_now`], answering shared claims: a token seen before (in the cache)
     /// costs no copy of its claims.
     pub fn verify_now_shared(&self, token: &str) -> Result<Arc<AccessClaims>, VerifyError> {
+        let claims = self.verify_signed(token)?;
+        if let Some(list) = &self.revocations {
+            list.check(&claims)?;
+        }
+        Ok(claims)
+    }
+
+    /// Signature, claims and scope, through the cache; no revocation check.
+    fn verify_signed(&self, token: &str) -> Result<Arc<AccessClaims>, VerifyError> {
         let set = self.keys.current();
         let Some(cache) = &self.cache else {
             return self.verify_with(token, &set).map(Arc::new);
@@ -310,7 +346,8 @@ impl Verifier {
         }
     }
 
-    /// Verifies `token` against `set` (no re-read).
+    /// Verifies `token` against `set` (no re-read): signature, claims and scope only, neither
+    /// the cache nor the revocation list (use [`Self::verify_now`] on a request path).
     pub fn verify_with(&self, token: &str, set: &KeySet) -> Result<AccessClaims, VerifyError> {
         let key = inspect(token, |kid| set.get(kid))?.ok_or(VerifyError::UnknownKid)?;
         self.verify_with_key(token, key)
@@ -342,7 +379,7 @@ impl Verifier {
 }
 
 /// Now, whole seconds since the Unix epoch (what `jsonwebtoken` compares `exp`/`nbf` with).
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
@@ -481,6 +518,42 @@ mod tests {
     fn without(mut base: Value, field: &str) -> Value {
         base.as_object_mut().unwrap().remove(field);
         base
+    }
+
+    #[test]
+    fn a_cached_token_is_refused_once_its_session_is_listed() {
+        use crate::revocation::{Page, RevocationList, SidDigest};
+        let key = TestKey::generate();
+        let list = Arc::new(RevocationList::new(None));
+        let v = verifier(&key).with_revocations(Arc::clone(&list));
+        let token = key.sign(&key.header(), &claims());
+        let other = key.sign(&key.header(), &with(claims(), "sid", json!("s2")));
+        assert!(v.verify_now(&token).is_ok());
+        assert!(v.verify_now(&token).is_ok(), "now served from the cache");
+        let page = Page {
+            cursor: "c".into(),
+            reset: true,
+            revoked: vec![(SidDigest::of("s1"), now() + 900)],
+        };
+        list.apply(&page, now());
+        assert_eq!(v.verify_now(&token).unwrap_err(), VerifyError::SessionEnded);
+        assert!(v.verify_now(&other).is_ok(), "another session passes");
+        // A bad token is still refused for what is wrong with it, listed or not.
+        let expired = key.sign(&key.header(), &with(claims(), "exp", json!(now() - 3600)));
+        assert_eq!(v.verify_now(&expired).unwrap_err(), VerifyError::Expired);
+    }
+
+    #[test]
+    fn a_stale_list_refuses_valid_tokens_with_its_own_error() {
+        use crate::revocation::RevocationList;
+        let key = TestKey::generate();
+        let list = Arc::new(RevocationList::new(Some(Duration::from_secs(60))));
+        let v = verifier(&key).with_revocations(list);
+        let token = key.sign(&key.header(), &claims());
+        // No full list yet: as good as infinitely old.
+        assert_eq!(v.verify_now(&token).unwrap_err(), VerifyError::RevocationListStale);
+        let scope = key.sign(&key.header(), &with(claims(), "scope", json!("other")));
+        assert!(matches!(v.verify_now(&scope), Err(VerifyError::InsufficientScope(_))));
     }
 
     #[test]

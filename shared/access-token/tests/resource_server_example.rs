@@ -71,7 +71,7 @@ async fn the_example_service_verifies_tokens_with_a_few_lines() {
     std::fs::write(dir.path().join(format!("{}.pem", trusted.kid)), &trusted.public_pem).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/photos", listener.local_addr().unwrap());
-    let server = example::serve(listener, dir.path().to_owned(), ISS, AUD).await.unwrap();
+    let server = example::serve(listener, dir.path().to_owned(), ISS, AUD, None).await.unwrap();
     let handle = server.handle();
     tokio::spawn(server);
     let client = reqwest::Client::new();
@@ -115,5 +115,75 @@ async fn the_example_service_verifies_tokens_with_a_few_lines() {
     std::fs::write(dir.path().join(format!("{}.pem", rotated.kid)), &rotated.public_pem).unwrap();
     assert_eq!(get(Some(token)).await.unwrap().status(), 200);
 
+    handle.stop(true).await;
+}
+
+/// A revocation list endpoint answering, as the auth server would, the whole list naming the
+/// session `ended` (the contract's shape; the real auth server is tested with the api-server).
+async fn revocation_feed() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/revocations", listener.local_addr().unwrap());
+    let digest = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b"ended"));
+    let until = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 900;
+    let body = json!({"cursor": "e.1-0", "reset": true, "revoked": [
+        {"sid_sha256": digest, "until": until},
+    ]})
+    .to_string();
+    let server = actix_web::HttpServer::new(move || {
+        let body = body.clone();
+        actix_web::App::new().route(
+                "/revocations",
+                actix_web::web::get().to(move || {
+                    let body = body.clone();
+                    async move {
+                        actix_web::HttpResponse::Ok().content_type("application/json").body(body)
+                    }
+                }),
+            )
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    url
+}
+
+#[tokio::test]
+async fn the_example_service_refuses_tokens_of_sessions_on_the_revocation_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let trusted = TestKey::generate();
+    std::fs::write(dir.path().join(format!("{}.pem", trusted.kid)), &trusted.public_pem).unwrap();
+    let feed = revocation_feed().await;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/photos", listener.local_addr().unwrap());
+    let server =
+        example::serve(listener, dir.path().to_owned(), ISS, AUD, Some(&feed)).await.unwrap();
+    let handle = server.handle();
+    tokio::spawn(server);
+    let client = reqwest::Client::new();
+    let mut ended = claims("photos:read");
+    ended["sid"] = json!("ended");
+    let ended = trusted.sign(&ended);
+    let live = trusted.sign(&claims("photos:read"));
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let res = loop {
+        let res = client.get(&url).bearer_auth(&ended).send().await.unwrap();
+        if res.status() != 200 || std::time::Instant::now() > deadline {
+            break res;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(res.status(), 401);
+    let challenge = res.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert_eq!(
+        challenge,
+        "Bearer realm=\"photos\", error=\"invalid_token\", \
+         error_description=\"the session has ended\""
+    );
+    assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_token");
+    assert_eq!(client.get(&url).bearer_auth(&live).send().await.unwrap().status(), 200);
     handle.stop(true).await;
 }
