@@ -242,6 +242,8 @@ async fn the_web_client_logs_in_refreshes_once_across_tabs_and_logs_out_in_a_rea
             // No leeway: an expired access token is refused, as a strict server would.
             ("API_LEEWAY", "0".into()),
             ("API_CORS_ORIGINS", web.clone()),
+            // Follows the revocation list, so the logged-out session's access token is refused.
+            ("API_REVOCATIONS_URL", format!("{auth}/revocations")),
             ("RUST_LOG", "info".into()),
         ],
         &dir.path().join("api.log"),
@@ -413,9 +415,20 @@ async fn the_web_client_logs_in_refreshes_once_across_tabs_and_logs_out_in_a_rea
     b.until("the login form in the other tab", "!document.querySelector('#auth-view').hidden")
         .await;
     assert!(b.client.get_named_cookie("refresh_token").await.is_err(), "the cookie is removed");
-    // What logout guarantees at the auth server: the session's refresh token is dead. (That
-    // the api-server refuses `access` too needs it to follow the revocation list,
-    // API_REVOCATIONS_URL, not in this build yet: then assert a 401 for `access` here.)
+    // The old access token is refused by the api-server within the list's 2 s bound...
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let res = http.get(format!("{api}/me")).bearer_auth(&access).send().await.unwrap();
+        if res.status() == reqwest::StatusCode::UNAUTHORIZED {
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["error"], "invalid_token", "{body}");
+            break;
+        }
+        assert_eq!(res.status(), reqwest::StatusCode::OK);
+        assert!(Instant::now() < deadline, "the old access token still works 2 s after logout");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ...and the session's refresh token is dead at the auth server.
     let res = http
         .post(format!("{auth}/token"))
         .json(&json!({"refresh_token": refresh_token}))
