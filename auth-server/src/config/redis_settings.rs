@@ -21,13 +21,13 @@ pub enum RedisSettings {
         /// The URL.
         url: SecretString,
     },
-    /// `AUTH_REDIS_CLUSTER_URLS`: Redis Cluster, by its seed nodes. Not yet supported by the store.
+    /// `AUTH_REDIS_CLUSTER_URLS`: Redis Cluster, by its seed nodes.
     Cluster {
         /// The seed nodes' URLs.
         urls: Vec<SecretString>,
     },
-    /// `AUTH_REDIS_SENTINEL_URLS` + `AUTH_REDIS_SENTINEL_MASTER`: Redis Sentinel. Not yet
-    /// supported by the store.
+    /// `AUTH_REDIS_SENTINEL_URLS` + `AUTH_REDIS_SENTINEL_MASTER`: Redis Sentinel (the user and
+    /// password in the URLs are the data nodes'; the sentinels are asked without them).
     Sentinel {
         /// The sentinels' URLs.
         urls: Vec<SecretString>,

@@ -1,0 +1,375 @@
+//! [`Conn`]: the store's one connection type, whatever the deployment. Commands, pipelines and
+//! scripts (`ScriptInvocation::invoke_async`, which loads a script again after `NOSCRIPT`) go
+//! through it as through any `redis::aio::ConnectionLike`; the store never asks which mode runs.
+//!
+//! - standalone: the crate's `ConnectionManager` (one multiplexed connection, re-made when it
+//!   breaks);
+//! - Cluster: the crate's async `ClusterConnection` (`cluster-async`: slot map, `MOVED`/`ASK`,
+//!   reconnects and a new slot map after a failover);
+//! - Sentinel: a `ConnectionManager` on the master the sentinels name (`sentinel`: the crate
+//!   checks that the node it names calls itself master). The crate does not follow
+//!   `+switch-master`, so the master is looked up again whenever a call finds the connection
+//!   dead or the node refusing writes (`READONLY`, `MASTERDOWN`): the next call goes to whichever
+//!   node the sentinels name then.
+//!
+//! TLS (`rediss://`) and ACL credentials (`user:password@` in the URLs) work in every mode; a
+//! URL, which may hold a password, is never logged: only `host:port`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClientBuilder, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{
+    Cmd, ConnectionAddr, IntoConnectionInfo as _, RedisConnectionInfo, RedisError, RedisFuture,
+    RedisResult, TlsMode, Value,
+};
+
+/// How long connecting to one node may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long one command may wait for its answer inside the crate: a little under the store's
+/// deadline, so that a hung Sentinel master is noticed (and looked up again) by the call itself.
+const RESPONSE_TIMEOUT: Duration = Duration::from_millis(700);
+
+/// The deployment a [`Conn`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deployment {
+    /// One server.
+    Standalone,
+    /// Redis Cluster.
+    Cluster,
+    /// A Sentinel-watched master.
+    Sentinel,
+}
+
+/// The store's connection: cheap to clone, clones share the underlying connections.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    /// One server.
+    Single(ConnectionManager),
+    /// Redis Cluster.
+    Cluster(ClusterConnection),
+    /// The master a Sentinel group names.
+    Sentinel(Arc<SentinelMaster>),
+}
+
+impl Conn {
+    /// A standalone server at `url`. Connects lazily.
+    pub(crate) fn standalone(url: &str) -> RedisResult<Self> {
+        let client = redis::Client::open(url)?;
+        Ok(Self::Single(ConnectionManager::new_lazy_with_config(client, manager_config())?))
+    }
+
+    /// A Cluster from its seed nodes. Connects lazily (in the background).
+    pub(crate) fn cluster(urls: &[&str]) -> RedisResult<Self> {
+        let client = ClusterClientBuilder::new(urls.to_vec())
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(RESPONSE_TIMEOUT)
+            // A few quick retries inside the crate (a `MOVED` after a failover, a node that is
+            // reconnecting); the store's deadline bounds them all.
+            .retries(3)
+            .min_retry_wait(20)
+            .max_retry_wait(200)
+            .build()?;
+        let config = ClusterConfig::new()
+            .set_connection_timeout(CONNECT_TIMEOUT)
+            .set_response_timeout(RESPONSE_TIMEOUT);
+        Ok(Self::Cluster(client.get_pending_async_connection_with_config(config)))
+    }
+
+    /// The master named `master` by the sentinels at `urls`. The user and password in the URLs
+    /// are the data nodes' login (the sentinels themselves are asked without credentials); TLS
+    /// (`rediss://`) applies to the sentinels and the data nodes alike. Connects lazily.
+    pub(crate) fn sentinel(urls: &[&str], master: &str) -> RedisResult<Self> {
+        let mut sentinels = Vec::with_capacity(urls.len());
+        let mut login = RedisConnectionInfo::default();
+        let mut tls = false;
+        for url in urls {
+            let info = url.into_connection_info()?;
+            let redis = info.redis_settings();
+            if let Some(user) = redis.username() {
+                login = login.set_username(user);
+            }
+            if let Some(password) = redis.password() {
+                login = login.set_password(password);
+            }
+            tls |= matches!(info.addr(), ConnectionAddr::TcpTls { .. });
+            sentinels.push(info.set_redis_settings(RedisConnectionInfo::default()));
+        }
+        let mut node = SentinelNodeConnectionInfo::default().set_redis_connection_info(login);
+        if tls {
+            node = node.set_tls_mode(TlsMode::Secure);
+        }
+        let client =
+            SentinelClient::build(sentinels, master, Some(node), SentinelServerType::Master)?;
+        Ok(Self::Sentinel(Arc::new(SentinelMaster {
+            name: master.to_owned(),
+            resolver: tokio::sync::Mutex::new(client),
+            current: ArcSwapOption::empty(),
+        })))
+    }
+
+    /// Which deployment this is.
+    pub(crate) fn deployment(&self) -> Deployment {
+        match self {
+            Self::Single(_) => Deployment::Standalone,
+            Self::Cluster(_) => Deployment::Cluster,
+            Self::Sentinel(_) => Deployment::Sentinel,
+        }
+    }
+
+    /// `WAIT replicas timeout` on the connection (the node) that ran the last write to `key`:
+    /// how many replicas acknowledged every write this connection sent so far. In a Cluster it
+    /// goes to the primary of `key`'s slot (the crate would otherwise send `WAIT` to every
+    /// primary and keep the smallest answer).
+    pub(crate) async fn wait_replicas(
+        &mut self,
+        key: &str,
+        replicas: u32,
+        timeout: Duration,
+    ) -> RedisResult<u32> {
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(replicas).arg(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
+        let reply = match self {
+            Self::Cluster(conn) => {
+                let route = Route::new(slot(key.as_bytes()), SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                conn.route_command(cmd, routing).await?
+            }
+            other => other.req_packed_command(&cmd).await?,
+        };
+        Ok(redis::from_redis_value(reply)?)
+    }
+
+    /// Where a whole-keyspace command (`SCAN`) must run: every primary of a Cluster (by
+    /// address, from `CLUSTER NODES`), else the one server (`None`).
+    pub(crate) async fn scan_nodes(&mut self) -> RedisResult<Vec<Option<(String, u16)>>> {
+        let Self::Cluster(conn) = self else { return Ok(vec![None]) };
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random);
+        let reply = conn.route_command(redis::cmd("CLUSTER").arg("NODES").clone(), routing).await?;
+        let text: String = redis::from_redis_value(reply)?;
+        Ok(cluster_primaries(&text).into_iter().map(Some).collect())
+    }
+
+    /// `cmd` on `node` (an address of [`Self::scan_nodes`]), or as routed by default.
+    pub(crate) async fn query_on<T: redis::FromRedisValue>(
+        &mut self,
+        node: Option<&(String, u16)>,
+        cmd: &Cmd,
+    ) -> RedisResult<T> {
+        match (self, node) {
+            (Self::Cluster(conn), Some((host, port))) => {
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port: *port,
+                });
+                Ok(redis::from_redis_value(conn.route_command(cmd.clone(), routing).await?)?)
+            }
+            (conn, _) => cmd.query_async(conn).await,
+        }
+    }
+}
+
+/// The addresses of the primaries that serve slots, from `CLUSTER NODES` text (`<id>
+/// <ip:port@cport[,hostname]> <flags> <primary> <ping> <pong> <epoch> <link> <slots>...`).
+fn cluster_primaries(text: &str) -> Vec<(String, u16)> {
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let flags = fields.get(2)?;
+            let serving = flags.split(',').any(|f| f == "master")
+                && !flags.split(',').any(|f| f == "fail" || f == "noaddr")
+                && fields.len() > 8;
+            if !serving {
+                return None;
+            }
+            let addr = fields.get(1)?.split(['@', ',']).next()?;
+            let (host, port) = addr.rsplit_once(':')?;
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect()
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(conn) => conn.req_packed_command(cmd),
+            Self::Sentinel(master) => {
+                let master = Arc::clone(master);
+                Box::pin(async move {
+                    let (current, mut conn) = master.connection().await?;
+                    let result = conn.req_packed_command(cmd).await;
+                    master.check(&current, result.as_ref().err());
+                    result
+                })
+            }
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Self::Sentinel(master) => {
+                let master = Arc::clone(master);
+                Box::pin(async move {
+                    let (current, mut conn) = master.connection().await?;
+                    let result = conn.req_packed_commands(pipeline, offset, count).await;
+                    master.check(&current, result.as_ref().err());
+                    result
+                })
+            }
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(conn) => conn.get_db(),
+            Self::Cluster(conn) => conn.get_db(),
+            Self::Sentinel(_) => 0,
+        }
+    }
+}
+
+/// The `ConnectionManager` settings of the standalone and Sentinel modes: quick reconnects,
+/// bounded by the store's deadline.
+fn manager_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(2)
+        .set_min_delay(Duration::from_millis(50))
+        .set_max_delay(Duration::from_millis(250))
+}
+
+/// The master of a Sentinel group, looked up on first use and again after it fails.
+pub(crate) struct SentinelMaster {
+    /// The monitored master's name.
+    name: String,
+    /// Asks the sentinels; one lookup at a time.
+    resolver: tokio::sync::Mutex<SentinelClient>,
+    /// The master in use; `None` until looked up, and again after it failed.
+    current: ArcSwapOption<Master>,
+}
+
+/// A master the sentinels named, and the connection to it.
+struct Master {
+    /// `host:port`, for logs (never the URL: it may hold a password).
+    addr: String,
+    conn: ConnectionManager,
+}
+
+impl SentinelMaster {
+    /// The master in use, looked up if there is none.
+    async fn connection(&self) -> RedisResult<(Arc<Master>, ConnectionManager)> {
+        if let Some(master) = self.current.load_full() {
+            let conn = master.conn.clone();
+            return Ok((master, conn));
+        }
+        let mut resolver = self.resolver.lock().await;
+        // Another call may have looked it up while this one waited for the lock.
+        if let Some(master) = self.current.load_full() {
+            let conn = master.conn.clone();
+            return Ok((master, conn));
+        }
+        crate::metrics::redis_master_change();
+        let client = resolver.async_get_client().await?;
+        let addr = client.get_connection_info().addr().to_string();
+        let conn = ConnectionManager::new_lazy_with_config(client, manager_config())?;
+        log::info!("redis sentinel: master {:?} is at {addr}", self.name);
+        let master = Arc::new(Master { addr, conn: conn.clone() });
+        self.current.store(Some(Arc::clone(&master)));
+        Ok((master, conn))
+    }
+
+    /// After a call on `used`: forgets it if `error` says it may no longer be the master, so the
+    /// next call asks the sentinels again.
+    fn check(&self, used: &Arc<Master>, error: Option<&RedisError>) {
+        let Some(error) = error else { return };
+        if !master_may_have_changed(error) {
+            return;
+        }
+        let previous = self.current.compare_and_swap(used, None::<Arc<Master>>);
+        if previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, used)) {
+            log::warn!(
+                "redis sentinel: master {:?} at {} failed ({}); asking the sentinels again",
+                self.name,
+                used.addr,
+                error.code().unwrap_or("connection")
+            );
+        }
+    }
+}
+
+/// Whether an error means the node may not be the master any more: a dead or refused
+/// connection, no answer, or a node that refuses writes as a replica.
+fn master_may_have_changed(error: &RedisError) -> bool {
+    matches!(error.code(), Some("READONLY" | "MASTERDOWN" | "LOADING"))
+        || error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_timeout()
+}
+
+/// The Redis Cluster hash slot of `key`: CRC16 (XMODEM) of its hash tag (the part between the
+/// first `{` and the next `}`, if not empty) or of the whole key, modulo 16384.
+fn slot(key: &[u8]) -> u16 {
+    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
+        let rest = &key[open + 1..];
+        rest.iter().position(|&b| b == b'}').filter(|&close| close > 0).map(|close| &rest[..close])
+    });
+    crc16(tagged.unwrap_or(key)) % 16384
+}
+
+/// CRC16-CCITT (XMODEM), the checksum Redis Cluster hashes keys with.
+fn crc16(bytes: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in bytes {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 == 0 { crc << 1 } else { (crc << 1) ^ 0x1021 };
+        }
+    }
+    crc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_redis_clusters_with_hash_tags() {
+        // Values from the Redis Cluster specification and `CLUSTER KEYSLOT`.
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+        assert_eq!(slot(b"foo"), 12182);
+        assert_eq!(slot(b"{user1000}.following"), slot(b"user1000"));
+        assert_eq!(slot(b"sess:{abc}"), slot(b"spent:{abc}"));
+        // An empty tag does not count: the whole key is hashed.
+        assert_eq!(slot(b"{}x"), crc16(b"{}x") % 16384);
+    }
+
+    #[test]
+    fn the_primaries_serving_slots_are_read_from_cluster_nodes() {
+        let text = "\
+a 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+b 127.0.0.1:7001@17001,host master - 0 0 2 connected 5461-10922
+c 127.0.0.1:7002@17002 master,fail - 0 0 3 disconnected
+d 127.0.0.1:7003@17003 slave a 0 0 1 connected
+e 127.0.0.1:7004@17004 master - 0 0 4 connected
+";
+        assert_eq!(
+            cluster_primaries(text),
+            [("127.0.0.1".to_owned(), 7000), ("127.0.0.1".to_owned(), 7001)]
+        );
+    }
+}
