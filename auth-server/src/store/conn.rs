@@ -110,6 +110,7 @@ impl Conn {
             name: master.to_owned(),
             resolver: tokio::sync::Mutex::new(client),
             current: ArcSwapOption::empty(),
+            looked_up: std::sync::atomic::AtomicBool::new(false),
         })))
     }
 
@@ -142,7 +143,9 @@ impl Conn {
             }
             other => other.req_packed_command(&cmd).await?,
         };
-        Ok(redis::from_redis_value(reply)?)
+        // An error reply (e.g. the node was demoted by a failover since the write: "WAIT cannot
+        // be used with replica instances") is a failure of the call, not a malformed answer.
+        Ok(redis::from_redis_value(reply.extract_error()?)?)
     }
 
     /// Where a whole-keyspace command (`SCAN`) must run: every primary of a Cluster (by
@@ -167,7 +170,8 @@ impl Conn {
                     host: host.clone(),
                     port: *port,
                 });
-                Ok(redis::from_redis_value(conn.route_command(cmd.clone(), routing).await?)?)
+                let reply = conn.route_command(cmd.clone(), routing).await?;
+                Ok(redis::from_redis_value(reply.extract_error()?)?)
             }
             (conn, _) => cmd.query_async(conn).await,
         }
@@ -260,6 +264,8 @@ pub(crate) struct SentinelMaster {
     resolver: tokio::sync::Mutex<SentinelClient>,
     /// The master in use; `None` until looked up, and again after it failed.
     current: ArcSwapOption<Master>,
+    /// Whether a lookup succeeded before.
+    looked_up: std::sync::atomic::AtomicBool,
 }
 
 /// A master the sentinels named, and the connection to it.
@@ -286,7 +292,13 @@ impl SentinelMaster {
         let client = resolver.async_get_client().await?;
         let addr = client.get_connection_info().addr().to_string();
         let conn = ConnectionManager::new_lazy_with_config(client, manager_config())?;
-        log::info!("redis sentinel: master {:?} is at {addr}", self.name);
+        // The first lookup is routine (and the `users` commands print warnings and above only
+        // to their operator); a later one follows a failure: worth an info line.
+        if self.looked_up.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            log::info!("redis sentinel: master {:?} is now at {addr}", self.name);
+        } else {
+            log::debug!("redis sentinel: master {:?} is at {addr}", self.name);
+        }
         let master = Arc::new(Master { addr, conn: conn.clone() });
         self.current.store(Some(Arc::clone(&master)));
         Ok((master, conn))
