@@ -224,7 +224,6 @@ async fn revoke_ends_the_session_of_a_refresh_or_access_token_and_answers_200_fo
 
     // The outage part stops the one server: standalone runs only (scale.rs runs the rest of
     // this test on Cluster and Sentinel).
-    let mut app = app;
     if let Some(redis) = app.redis.as_standalone() {
         redis.stop();
         let reply = app.revoke(untouched.refresh_token.as_deref().unwrap()).await;
