@@ -447,3 +447,62 @@ async fn tls_and_an_acl_user_work_on_cluster_and_sentinel() {
         assert_eq!(reply.status, 200, "{mode}: {}", reply.text);
     }
 }
+
+/// The `kid` in a JWT's header.
+fn kid_of(jwt: &str) -> String {
+    use base64::Engine as _;
+    let header = jwt.split('.').next().unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap();
+    let header: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_keys_rotate_two_instances_on_one_folder_sign_with_the_new_key_within_seconds() {
+    let app = spawn_app().await;
+    let other = second_instance(&app, |_| {}).await;
+    let username = unique_user("keys");
+    let first = app.signed_up(&username).await.tokens();
+    let old_kid = kid_of(&first.access_token);
+    // One session per instance, each refreshed on its own instance.
+    let mut tokens = [first.refresh_token.unwrap(), app.login(&username).await.refresh_token()];
+    let bases = [app.address.clone(), other];
+    let refresh = async |base: &str, token: &str| {
+        let body = serde_json::json!({ "refresh_token": token });
+        let req = app.client.post(format!("{base}/token")).json(&body);
+        crate::helpers::read(req.send().await.unwrap()).await.tokens()
+    };
+    for (base, token) in bases.iter().zip(tokens.iter_mut()) {
+        let pair = refresh(base, token).await;
+        assert_eq!(kid_of(&pair.access_token), old_kid);
+        *token = pair.refresh_token.unwrap();
+    }
+
+    let new_kid = crate::keys_cli::rotate(app.keys_dir.path());
+    assert_ne!(new_kid, old_kid);
+    let rotated = Instant::now();
+    let mut switched = [None, None];
+    while switched.iter().any(Option::is_none) {
+        assert!(rotated.elapsed() < Duration::from_secs(5), "not every instance switched in 5 s");
+        for (i, base) in bases.iter().enumerate() {
+            let pair = refresh(base, &tokens[i]).await;
+            tokens[i] = pair.refresh_token.unwrap();
+            let kid = kid_of(&pair.access_token);
+            match switched[i] {
+                None if kid == new_kid => switched[i] = Some(rotated.elapsed()),
+                None => assert_eq!(kid, old_kid, "instance {i} signed with an unknown key"),
+                Some(_) => assert_eq!(kid, new_kid, "instance {i} went back to the retired key"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("instances signing with the new key after {switched:?}");
+    // From then on, no instance signs with the retired key.
+    for _ in 0..10 {
+        for (i, base) in bases.iter().enumerate() {
+            let pair = refresh(base, &tokens[i]).await;
+            assert_eq!(kid_of(&pair.access_token), new_kid, "instance {i}");
+            tokens[i] = pair.refresh_token.unwrap();
+        }
+    }
+}
