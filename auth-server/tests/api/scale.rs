@@ -506,3 +506,106 @@ async fn after_keys_rotate_two_instances_on_one_folder_sign_with_the_new_key_wit
         }
     }
 }
+
+/// p50 and p99 of `samples`.
+fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    (at(0.50), at(0.99))
+}
+
+/// `connections` clients calling `one` back to back for `for_how_long`: req/s, p50, p99.
+async fn measure<F, Fut>(
+    connections: usize,
+    for_how_long: Duration,
+    one: F,
+) -> (f64, Duration, Duration)
+where
+    F: Fn(usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..connections)
+        .map(|c| {
+            let one = one.clone();
+            tokio::spawn(async move {
+                let mut times = Vec::new();
+                while started.elapsed() < for_how_long {
+                    let t = Instant::now();
+                    one(c).await;
+                    times.push(t.elapsed());
+                }
+                times
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let rate = all.len() as f64 / started.elapsed().as_secs_f64();
+    let (p50, p99) = percentiles(&mut all);
+    (rate, p50, p99)
+}
+
+/// Not a test: `/token` and `/login` on each mode in one run, and the cost of `WAIT 1` on the
+/// primary. `cargo test -p auth-server --test api -- --ignored --nocapture
+/// scale::measure_token_and_login_on_every_mode` (numbers in README, "Running at scale").
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement, run by hand"]
+async fn measure_token_and_login_on_every_mode() {
+    let seconds = Duration::from_secs(5);
+    let mut base = None;
+    for mode in RedisMode::ALL {
+        let redis = tokio::task::spawn_blocking(move || TestRedis::start(mode)).await.unwrap();
+        let app = Arc::new(spawn_app_on_deployment(redis, unlimited_rotations).await);
+        let username = unique_user("bench");
+        let first = app.signed_up(&username).await.refresh_token();
+        let mut chains = vec![Arc::new(Mutex::new(first))];
+        for _ in 1..16 {
+            chains.push(Arc::new(Mutex::new(app.login(&username).await.refresh_token())));
+        }
+        let (token_app, token_chains) = (Arc::clone(&app), chains.clone());
+        let token = measure(16, seconds, move |c| {
+            let (app, chain) = (Arc::clone(&token_app), Arc::clone(&token_chains[c]));
+            async move {
+                let mut current = chain.lock().await;
+                *current = app.refresh(&current).await.refresh_token();
+            }
+        })
+        .await;
+        let login_app = Arc::clone(&app);
+        let login = measure(8, seconds, move |_| {
+            let (app, username) = (Arc::clone(&login_app), username.clone());
+            async move { assert_eq!(app.login(&username).await.status, 200) }
+        })
+        .await;
+        // What WAIT adds to a write: SET alone vs SET + WAIT 1 on the primary of the key.
+        let wait = tokio::task::block_in_place(|| {
+            let mut conn = app.redis.connection();
+            let mut time = |with_wait: bool| {
+                let started = Instant::now();
+                for i in 0..500 {
+                    let () = redis::cmd("SET").arg("{bench}k").arg(i).query(&mut conn).unwrap();
+                    if with_wait && mode != RedisMode::Standalone {
+                        // In a Cluster the harness's connection asks every primary; those
+                        // without a pending write answer at once.
+                        let acked: u32 =
+                            redis::cmd("WAIT").arg(1).arg(200).query(&mut conn).unwrap();
+                        assert_eq!(acked, 1, "{mode}");
+                    }
+                }
+                started.elapsed() / 500
+            };
+            (time(false), time(true))
+        });
+        let (rate, p50, p99) = token;
+        let ratio = base.map_or(1.0, |b: f64| rate / b);
+        base.get_or_insert(rate);
+        println!(
+            "{mode}: /token {rate:.0} req/s p50 {p50:?} p99 {p99:?} ({ratio:.2} of standalone); \
+             /login {:.0} req/s p50 {:?} p99 {:?}; SET {:?} vs SET+WAIT 1 {:?}",
+            login.0, login.1, login.2, wait.0, wait.1
+        );
+    }
+}
