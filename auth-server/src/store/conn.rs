@@ -148,6 +148,20 @@ impl Conn {
         Ok(redis::from_redis_value(reply.extract_error()?)?)
     }
 
+    /// After a write no replica acknowledged in time: whether it may be answered anyway. Yes
+    /// in a Cluster and on one server (the node that took it is the only copy there is: a
+    /// killed primary's promoted replica, a replica that is down). On Sentinel only when the
+    /// sentinels still name the master in use and see every one of its replicas down: after a
+    /// `SENTINEL FAILOVER` the old master keeps accepting writes until it is demoted (up to
+    /// ~10 s) and then drops them, and it is exactly such a write that no replica acknowledges.
+    /// A replaced master is dropped, so the next call goes to the new one.
+    pub(crate) async fn may_answer_unreplicated(&mut self) -> RedisResult<bool> {
+        match self {
+            Self::Sentinel(master) => Ok(!master.moved().await? && master.replicas_down().await?),
+            Self::Single(_) | Self::Cluster(_) => Ok(true),
+        }
+    }
+
     /// Where a whole-keyspace command (`SCAN`) must run: every primary of a Cluster (by
     /// address, from `CLUSTER NODES`), else the one server (`None`).
     pub(crate) async fn scan_nodes(&mut self) -> RedisResult<Vec<Option<(String, u16)>>> {
@@ -302,6 +316,42 @@ impl SentinelMaster {
         let master = Arc::new(Master { addr, conn: conn.clone() });
         self.current.store(Some(Arc::clone(&master)));
         Ok((master, conn))
+    }
+
+    /// Asks the sentinels for the master now; `true` (and the master in use forgotten) when it
+    /// is another node than the one in use.
+    async fn moved(&self) -> RedisResult<bool> {
+        let Some(used) = self.current.load_full() else { return Ok(false) };
+        let named = {
+            let mut resolver = self.resolver.lock().await;
+            resolver.async_get_client().await?.get_connection_info().addr().to_string()
+        };
+        if named == used.addr {
+            return Ok(false);
+        }
+        let previous = self.current.compare_and_swap(&used, None::<Arc<Master>>);
+        if previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, &used)) {
+            log::warn!(
+                "redis sentinel: master {:?} moved from {} to {named}; writes no replica \
+                 acknowledged there answer 503",
+                self.name,
+                used.addr
+            );
+        }
+        Ok(true)
+    }
+
+    /// Whether the sentinels see every replica of the master down (or know none).
+    async fn replicas_down(&self) -> RedisResult<bool> {
+        let client = self.resolver.lock().await.async_get_sentinel_client().await?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        let replicas: Vec<std::collections::HashMap<String, String>> =
+            redis::cmd("SENTINEL").arg("REPLICAS").arg(&self.name).query_async(&mut conn).await?;
+        Ok(replicas.iter().all(|replica| {
+            replica.get("flags").is_some_and(|flags| {
+                flags.split(',').any(|f| matches!(f, "s_down" | "o_down" | "disconnected"))
+            })
+        }))
     }
 
     /// After a call on `used`: forgets it if `error` says it may no longer be the master, so the

@@ -225,8 +225,10 @@ impl Store {
     /// [`WAIT_TIMEOUT`]), so that a failover right after the answer cannot lose it. When none
     /// answers in time the write stays answered (its primary has it; only a failover before a
     /// replica catches up would lose it), is counted in `auth_redis_unreplicated_writes_total`,
-    /// and writes stop waiting for [`WAIT_BACKOFF`]. An error (the connection died after the
-    /// write) is a 503: the client repeats, which every caller makes safe.
+    /// and writes stop waiting for [`WAIT_BACKOFF`] — except on Sentinel when the sentinels name
+    /// another master by now or see a replica up (a `SENTINEL FAILOVER` in progress: the old
+    /// master accepts writes until it is demoted, then drops them): that is a 503. An error (the connection died after the write) is a 503 too:
+    /// the client repeats, which every caller makes safe.
     async fn replicate(&self, key: &str) -> Result<(), StoreError> {
         let d = &self.durability;
         if !d.replicas {
@@ -243,6 +245,17 @@ impl Store {
             })
             .await?;
         if acked == 0 {
+            // Sentinel: was it written to a master that is being replaced (and will drop it)?
+            let answer = self
+                .call(Retry::Safe, |mut conn| async move { conn.may_answer_unreplicated().await })
+                .await?;
+            if !answer {
+                return Err(StoreError::Unavailable(
+                    "no replica acknowledged a write while the master has live replicas or was \
+                     replaced"
+                        .into(),
+                ));
+            }
             crate::metrics::redis_unreplicated_write();
             let until = now_ms + u64::try_from(WAIT_BACKOFF.as_millis()).unwrap_or(u64::MAX);
             if d.skip_until_ms.swap(until, Ordering::Relaxed) <= now_ms {
