@@ -6,15 +6,16 @@
 //!   breaks);
 //! - Cluster: the crate's async `ClusterConnection` (`cluster-async`: slot map, `MOVED`/`ASK`,
 //!   reconnects and a new slot map after a failover);
-//! - Sentinel: a `ConnectionManager` on the master the sentinels name (`sentinel`: the crate
-//!   checks that the node it names calls itself master). The crate does not follow
-//!   `+switch-master`, so the master is looked up again whenever a call finds the connection
-//!   dead or the node refusing writes (`READONLY`, `MASTERDOWN`): the next call goes to whichever
-//!   node the sentinels name then.
+//! - Sentinel: a `ConnectionManager` on the master named by the sentinel with the newest
+//!   configuration epoch ([`SentinelMaster`] says why not the crate's `sentinel` lookup). Nothing
+//!   follows `+switch-master`, so the master is looked up again whenever a call finds the
+//!   connection dead or the node refusing writes (`READONLY`, `MASTERDOWN`), or a write gets no
+//!   replica while the sentinels name another master: the next call goes there.
 //!
 //! TLS (`rediss://`) and ACL credentials (`user:password@` in the URLs) work in every mode; a
 //! URL, which may hold a password, is never logged: only `host:port`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,10 +24,9 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{
     Cmd, ConnectionAddr, IntoConnectionInfo as _, RedisConnectionInfo, RedisError, RedisFuture,
-    RedisResult, TlsMode, Value,
+    RedisResult, Value,
 };
 
 /// How long connecting to one node may take.
@@ -55,6 +55,8 @@ pub(crate) enum Conn {
     Cluster(ClusterConnection),
     /// The master a Sentinel group names.
     Sentinel(Arc<SentinelMaster>),
+    /// One master of a Sentinel group, whatever the group names later ([`Conn::pinned`]).
+    SentinelPinned(Arc<SentinelMaster>, Arc<Master>),
 }
 
 impl Conn {
@@ -100,15 +102,12 @@ impl Conn {
             tls |= matches!(info.addr(), ConnectionAddr::TcpTls { .. });
             sentinels.push(info.set_redis_settings(RedisConnectionInfo::default()));
         }
-        let mut node = SentinelNodeConnectionInfo::default().set_redis_connection_info(login);
-        if tls {
-            node = node.set_tls_mode(TlsMode::Secure);
-        }
-        let client =
-            SentinelClient::build(sentinels, master, Some(node), SentinelServerType::Master)?;
         Ok(Self::Sentinel(Arc::new(SentinelMaster {
             name: master.to_owned(),
-            resolver: tokio::sync::Mutex::new(client),
+            sentinels,
+            login,
+            tls,
+            newest_epoch: tokio::sync::Mutex::new(0),
             current: ArcSwapOption::empty(),
             looked_up: std::sync::atomic::AtomicBool::new(false),
         })))
@@ -119,7 +118,28 @@ impl Conn {
         match self {
             Self::Single(_) => Deployment::Standalone,
             Self::Cluster(_) => Deployment::Cluster,
-            Self::Sentinel(_) => Deployment::Sentinel,
+            Self::Sentinel(_) | Self::SentinelPinned(..) => Deployment::Sentinel,
+        }
+    }
+
+    /// A connection that stays on the node it starts on, for a write and its `WAIT` (and the
+    /// checks after it): on Sentinel, the master in use now, even if another call replaces it
+    /// meanwhile; the other modes route by key and need no pinning.
+    pub(crate) async fn pinned(&mut self) -> RedisResult<Self> {
+        match self {
+            Self::Sentinel(master) => {
+                let (used, _) = master.connection().await?;
+                Ok(Self::SentinelPinned(Arc::clone(master), used))
+            }
+            other => Ok(other.clone()),
+        }
+    }
+
+    /// The node a pinned connection is on (`host:port`), else `None`.
+    pub(crate) fn node(&self) -> Option<&str> {
+        match self {
+            Self::SentinelPinned(_, used) => Some(&used.addr),
+            _ => None,
         }
     }
 
@@ -157,7 +177,11 @@ impl Conn {
     /// A replaced master is dropped, so the next call goes to the new one.
     pub(crate) async fn may_answer_unreplicated(&mut self) -> RedisResult<bool> {
         match self {
-            Self::Sentinel(master) => Ok(!master.moved().await? && master.replicas_down().await?),
+            Self::Sentinel(master) => match master.current.load_full() {
+                Some(used) => master.alone(&used).await,
+                None => Ok(false),
+            },
+            Self::SentinelPinned(master, used) => master.alone(used).await,
             Self::Single(_) | Self::Cluster(_) => Ok(true),
         }
     }
@@ -226,6 +250,14 @@ impl ConnectionLike for Conn {
                     result
                 })
             }
+            Self::SentinelPinned(master, used) => {
+                let (master, used) = (Arc::clone(master), Arc::clone(used));
+                Box::pin(async move {
+                    let result = used.conn.clone().req_packed_command(cmd).await;
+                    master.check(&used, result.as_ref().err());
+                    result
+                })
+            }
         }
     }
 
@@ -247,6 +279,15 @@ impl ConnectionLike for Conn {
                     result
                 })
             }
+            Self::SentinelPinned(master, used) => {
+                let (master, used) = (Arc::clone(master), Arc::clone(used));
+                Box::pin(async move {
+                    let result =
+                        used.conn.clone().req_packed_commands(pipeline, offset, count).await;
+                    master.check(&used, result.as_ref().err());
+                    result
+                })
+            }
         }
     }
 
@@ -254,7 +295,7 @@ impl ConnectionLike for Conn {
         match self {
             Self::Single(conn) => conn.get_db(),
             Self::Cluster(conn) => conn.get_db(),
-            Self::Sentinel(_) => 0,
+            Self::Sentinel(_) | Self::SentinelPinned(..) => 0,
         }
     }
 }
@@ -271,19 +312,43 @@ fn manager_config() -> ConnectionManagerConfig {
 }
 
 /// The master of a Sentinel group, looked up on first use and again after it fails.
+///
+/// The lookup asks every sentinel (`SENTINEL MASTER`) and follows the one with the newest
+/// configuration epoch, and never goes back to an older epoch. The crate's own lookup takes the
+/// first sentinel that names a node calling itself master; during a failover that can be a
+/// sentinel that has not heard of it yet, naming the old master, which still calls itself
+/// master until it is demoted (~10 s): requests sent there read stale sessions (the fault test
+/// saw `invalid_grant`s) and their writes are dropped at the demotion.
 pub(crate) struct SentinelMaster {
     /// The monitored master's name.
     name: String,
-    /// Asks the sentinels; one lookup at a time.
-    resolver: tokio::sync::Mutex<SentinelClient>,
+    /// The sentinels (without credentials).
+    sentinels: Vec<redis::ConnectionInfo>,
+    /// The data nodes' login.
+    login: RedisConnectionInfo,
+    /// TLS to the data nodes.
+    tls: bool,
+    /// The newest configuration epoch followed; one lookup at a time.
+    newest_epoch: tokio::sync::Mutex<u64>,
     /// The master in use; `None` until looked up, and again after it failed.
     current: ArcSwapOption<Master>,
     /// Whether a lookup succeeded before.
     looked_up: std::sync::atomic::AtomicBool,
 }
 
+/// What the sentinel with the newest configuration says.
+struct Named {
+    /// The master's `host:port`.
+    addr: String,
+    /// No sentinel reached flags the master down or failing over.
+    settled: bool,
+}
+
+/// How long one sentinel may take to connect or answer.
+const SENTINEL_TIMEOUT: Duration = Duration::from_millis(300);
+
 /// A master the sentinels named, and the connection to it.
-struct Master {
+pub(crate) struct Master {
     /// `host:port`, for logs (never the URL: it may hold a password).
     addr: String,
     conn: ConnectionManager,
@@ -296,15 +361,20 @@ impl SentinelMaster {
             let conn = master.conn.clone();
             return Ok((master, conn));
         }
-        let mut resolver = self.resolver.lock().await;
+        let mut newest = self.newest_epoch.lock().await;
         // Another call may have looked it up while this one waited for the lock.
         if let Some(master) = self.current.load_full() {
             let conn = master.conn.clone();
             return Ok((master, conn));
         }
         crate::metrics::redis_master_change();
-        let client = resolver.async_get_client().await?;
-        let addr = client.get_connection_info().addr().to_string();
+        let named = self.ask(&mut newest).await?;
+        let addr = named.addr;
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        let info = format!("{scheme}://{addr}")
+            .into_connection_info()?
+            .set_redis_settings(self.login.clone());
+        let client = redis::Client::open(info)?;
         let conn = ConnectionManager::new_lazy_with_config(client, manager_config())?;
         // The first lookup is routine (and the `users` commands print warnings and above only
         // to their operator); a later one follows a failure: worth an info line.
@@ -318,40 +388,80 @@ impl SentinelMaster {
         Ok((master, conn))
     }
 
-    /// Asks the sentinels for the master now; `true` (and the master in use forgotten) when it
-    /// is another node than the one in use.
-    async fn moved(&self) -> RedisResult<bool> {
-        let Some(used) = self.current.load_full() else { return Ok(false) };
+    /// After a write on `used` that no replica acknowledged: whether `used` is still the master
+    /// (by the newest configuration) and no sentinel sees a failover under way (during one, the
+    /// old master is still named until its replica is promoted, and drops what it took since).
+    /// When another node is named, `used` is forgotten (if still in use) so the next call goes
+    /// there.
+    async fn alone(&self, used: &Arc<Master>) -> RedisResult<bool> {
         let named = {
-            let mut resolver = self.resolver.lock().await;
-            resolver.async_get_client().await?.get_connection_info().addr().to_string()
+            let mut newest = self.newest_epoch.lock().await;
+            self.ask(&mut newest).await?
         };
-        if named == used.addr {
-            return Ok(false);
+        if named.addr == used.addr {
+            return Ok(named.settled);
         }
-        let previous = self.current.compare_and_swap(&used, None::<Arc<Master>>);
-        if previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, &used)) {
+        let previous = self.current.compare_and_swap(used, None::<Arc<Master>>);
+        if previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, used)) {
             log::warn!(
-                "redis sentinel: master {:?} moved from {} to {named}; writes no replica \
-                 acknowledged there answer 503",
+                "redis sentinel: master {:?} moved from {} to {}",
                 self.name,
-                used.addr
+                used.addr,
+                named.addr
             );
         }
-        Ok(true)
+        Ok(false)
     }
 
-    /// Whether the sentinels see every replica of the master down (or know none).
-    async fn replicas_down(&self) -> RedisResult<bool> {
-        let client = self.resolver.lock().await.async_get_sentinel_client().await?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        let replicas: Vec<std::collections::HashMap<String, String>> =
-            redis::cmd("SENTINEL").arg("REPLICAS").arg(&self.name).query_async(&mut conn).await?;
-        Ok(replicas.iter().all(|replica| {
-            replica.get("flags").is_some_and(|flags| {
-                flags.split(',').any(|f| matches!(f, "s_down" | "o_down" | "disconnected"))
-            })
+    /// Asks every sentinel about the master and follows the newest configuration epoch (never
+    /// one older than `newest`).
+    async fn ask(&self, newest: &mut u64) -> RedisResult<Named> {
+        let answers = futures_util::future::join_all(self.sentinels.iter().map(|sentinel| async {
+            let client = redis::Client::open(sentinel.clone())?;
+            let config = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(SENTINEL_TIMEOUT))
+                .set_response_timeout(Some(SENTINEL_TIMEOUT));
+            let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
+            let master: HashMap<String, String> =
+                redis::cmd("SENTINEL").arg("MASTER").arg(&self.name).query_async(&mut conn).await?;
+            Ok::<_, RedisError>(master)
         }))
+        .await;
+        let mut last_error = None;
+        let mut best: Option<(u64, String)> = None;
+        let mut settled = true;
+        for answer in answers {
+            match answer {
+                Ok(master) => {
+                    let epoch =
+                        master.get("config-epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
+                    let flags = master.get("flags").map(String::as_str).unwrap_or_default();
+                    settled &= !flags.split(',').any(|f| {
+                        matches!(f, "failover_in_progress" | "s_down" | "o_down" | "promoted")
+                    });
+                    let (Some(ip), Some(port)) = (master.get("ip"), master.get("port")) else {
+                        continue;
+                    };
+                    if best.as_ref().is_none_or(|(e, _)| epoch > *e) {
+                        best = Some((epoch, format!("{ip}:{port}")));
+                    }
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        let Some((epoch, addr)) = best else {
+            return Err(last_error.unwrap_or_else(|| {
+                RedisError::from((redis::ErrorKind::Client, "no sentinel knows the master"))
+            }));
+        };
+        if epoch < *newest {
+            return Err(RedisError::from((
+                redis::ErrorKind::Client,
+                "the reachable sentinels have an older configuration than the one followed",
+            )));
+        }
+        *newest = epoch;
+        Ok(Named { addr, settled })
     }
 
     /// After a call on `used`: forgets it if `error` says it may no longer be the master, so the

@@ -23,7 +23,6 @@ pub mod users;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::{ErrorKind, RedisError, ServerErrorKind};
@@ -101,9 +100,10 @@ pub struct Store {
 struct Durability {
     /// The deployment has replicas to wait for (Cluster and Sentinel).
     replicas: bool,
-    /// Until when (ms since `epoch`) writes do not wait, after a `WAIT` no replica answered.
-    skip_until_ms: AtomicU64,
-    epoch: Instant,
+    /// After a `WAIT` no replica answered on a node that is alone: until when writes do not
+    /// wait, and on which node (`None`: any; on Sentinel, the master that was alone, so that a
+    /// late write to a replaced master never skips its `WAIT`).
+    skip: std::sync::Mutex<Option<(Option<String>, Instant)>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -153,8 +153,7 @@ impl Store {
     fn with(conn: Conn) -> Self {
         let durability = Durability {
             replicas: conn.deployment() != Deployment::Standalone,
-            skip_until_ms: AtomicU64::new(0),
-            epoch: Instant::now(),
+            skip: std::sync::Mutex::new(None),
         };
         Self { conn, timeout: CALL_TIMEOUT, durability: Arc::new(durability) }
     }
@@ -234,8 +233,12 @@ impl Store {
         if !d.replicas {
             return Ok(());
         }
-        let now_ms = u64::try_from(d.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        if now_ms < d.skip_until_ms.load(Ordering::Relaxed) {
+        let node = self.conn.node().map(str::to_owned);
+        let skipping = |skip: &Option<(Option<String>, Instant)>| {
+            skip.as_ref()
+                .is_some_and(|(on, until)| Instant::now() < *until && (on.is_none() || *on == node))
+        };
+        if skipping(&d.skip.lock().unwrap_or_else(std::sync::PoisonError::into_inner)) {
             crate::metrics::redis_unreplicated_write();
             return Ok(());
         }
@@ -244,28 +247,38 @@ impl Store {
                 conn.wait_replicas(key, 1, WAIT_TIMEOUT).await
             })
             .await?;
-        if acked == 0 {
-            // Sentinel: was it written to a master that is being replaced (and will drop it)?
-            let answer = self
-                .call(Retry::Safe, |mut conn| async move { conn.may_answer_unreplicated().await })
-                .await?;
-            if !answer {
-                return Err(StoreError::Unavailable(
-                    "no replica acknowledged a write while the master has live replicas or was \
-                     replaced"
-                        .into(),
-                ));
-            }
-            crate::metrics::redis_unreplicated_write();
-            let until = now_ms + u64::try_from(WAIT_BACKOFF.as_millis()).unwrap_or(u64::MAX);
-            if d.skip_until_ms.swap(until, Ordering::Relaxed) <= now_ms {
-                log::warn!(
-                    "redis: no replica acknowledged a write within {WAIT_TIMEOUT:?}; writes \
-                     do not wait for replicas for {WAIT_BACKOFF:?}"
-                );
-            }
+        if acked > 0 {
+            return Ok(());
         }
+        // Sentinel: was it written to a master that is being replaced (and will drop it)?
+        let alone = self
+            .call(Retry::Safe, |mut conn| async move { conn.may_answer_unreplicated().await })
+            .await?;
+        if !alone {
+            return Err(StoreError::Unavailable(
+                "no replica acknowledged a write while the master has live replicas or was \
+                 replaced"
+                    .into(),
+            ));
+        }
+        crate::metrics::redis_unreplicated_write();
+        let mut skip = d.skip.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !skipping(&skip) {
+            log::warn!(
+                "redis: no replica acknowledged a write within {WAIT_TIMEOUT:?} and none is up; \
+                 writes to this node do not wait for replicas for {WAIT_BACKOFF:?}"
+            );
+        }
+        *skip = Some((node, Instant::now() + WAIT_BACKOFF));
         Ok(())
+    }
+
+    /// A store whose connection stays on the node it starts on (on Sentinel: the master in
+    /// use now), for a write that must not be lost and its [`Self::replicate`]: the `WAIT` and
+    /// the checks after it then concern the node that took the write.
+    async fn pinned(&self) -> Result<Self, StoreError> {
+        let conn = self.call(Retry::Safe, |mut conn| async move { conn.pinned().await }).await?;
+        Ok(Self { conn, timeout: self.timeout, durability: Arc::clone(&self.durability) })
     }
 
     /// `PING` (in a Cluster: every primary).

@@ -266,16 +266,17 @@ impl Store {
         &self,
         new: NewSession<'_>,
     ) -> Result<Option<CreatedSession>, StoreError> {
-        let (generation, evicted) = self.index_session(new.uid, new.sid, new.max_age_ms).await?;
-        let created_ms = self.store_session(&new).await?;
-        if !self.generation_is(new.uid, generation).await? {
-            self.drop_unissued_session(new.uid, new.sid).await?;
+        let store = self.pinned().await?;
+        let (generation, evicted) = store.index_session(new.uid, new.sid, new.max_age_ms).await?;
+        let created_ms = store.store_session(&new).await?;
+        if !store.generation_is(new.uid, generation).await? {
+            store.drop_unissued_session(new.uid, new.sid).await?;
             return Ok(None);
         }
         // Both the session and its index entry must survive a failover (one node each in a
         // Cluster, possibly the same).
         let (session, index) = (sess_key(new.sid), usess_key(new.uid));
-        tokio::try_join!(self.replicate(&session), self.replicate(&index))?;
+        tokio::try_join!(store.replicate(&session), store.replicate(&index))?;
         Ok(Some(CreatedSession { created_ms, evicted }))
     }
 
@@ -358,10 +359,13 @@ impl Store {
         // Repeating a rotation whose first attempt ran is a grace replay (the same pair);
         // without a grace it would be reuse, so it is then repeated only when it cannot have run.
         let retry = if r.grace_ms > 0 { Retry::Safe } else { Retry::Once };
-        let reply: Vec<String> = self.run_with(retry, &invocation).await?;
+        let store = self.pinned().await?;
+        let reply: Vec<String> = store.run_with(retry, &invocation).await?;
         let outcome = parse_rotation(r.sid, reply)?;
-        if matches!(outcome, RotateOutcome::Rotated { .. }) {
-            self.replicate(&sess_key(r.sid)).await?;
+        // A replay hands out a pair as surely as the rotation did: it must be one a failover
+        // keeps too (answered by a master that is being replaced, it might not be).
+        if matches!(outcome, RotateOutcome::Rotated { .. } | RotateOutcome::Replay { .. }) {
+            store.replicate(&sess_key(r.sid)).await?;
         }
         Ok(outcome)
     }

@@ -85,9 +85,10 @@ impl Store {
             .arg(&*user.phc)
             .arg(roles_json(&user.roles)?);
         // Safe to repeat: a repeat finds the user it stored (same id) and says stored again.
-        let stored: i64 = self.run(&invocation).await?;
+        let store = self.pinned().await?;
+        let stored: i64 = store.run(&invocation).await?;
         if stored == 1 {
-            self.replicate(&user_key(&user.username)).await?;
+            store.replicate(&user_key(&user.username)).await?;
         }
         Ok(stored == 1)
     }
