@@ -425,6 +425,24 @@ mod tests {
         }
     }
 
+    #[test]
+    fn only_calls_safe_to_repeat_are_repeated_after_a_dropped_connection() {
+        use std::io::{Error, ErrorKind as Io};
+        let refused = RedisError::from(Error::from(Io::ConnectionRefused));
+        let dropped = RedisError::from(Error::from(Io::BrokenPipe));
+        let reset = RedisError::from(Error::from(Io::ConnectionReset));
+        let timeout = RedisError::from(Error::from(Io::TimedOut));
+        // Refused: nothing ran, whatever the call.
+        assert!(may_repeat(&refused, Retry::Safe) && may_repeat(&refused, Retry::Once));
+        // Dropped: it may have run; only a call that is safe to repeat is.
+        for e in [&dropped, &reset] {
+            assert!(may_repeat(e, Retry::Safe), "{e}");
+            assert!(!may_repeat(e, Retry::Once), "{e}");
+        }
+        // No answer in time: it may still run; never repeated.
+        assert!(!may_repeat(&timeout, Retry::Safe) && !may_repeat(&timeout, Retry::Once));
+    }
+
     #[tokio::test]
     async fn a_stopped_redis_is_unavailable_within_the_deadline() {
         let (mut redis, store) = test_util::store();

@@ -199,6 +199,8 @@ mod tests {
         let (_redis, store) = test_util::store();
         assert!(store.get_user("alice").await.unwrap().is_none());
         assert!(store.create_user(&alice()).await.unwrap());
+        // A repeat of the same registration (a retry on a fresh connection) is not a conflict.
+        assert!(store.create_user(&alice()).await.unwrap(), "the same id again: stored");
         let mut again = alice();
         again.id = "someone else".into();
         assert!(!store.create_user(&again).await.unwrap(), "the name is taken");
