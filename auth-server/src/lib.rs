@@ -265,14 +265,7 @@ fn access_log() -> Logger {
         .log_target("auth_server::access")
 }
 
-/// The Redis store of `settings.redis`. Today's store talks to one server; the Cluster and
-/// Sentinel modes are validated settings without a store yet, so they stop start-up.
+/// The Redis store of `settings.redis`: one server, a Cluster or a Sentinel-watched master.
 pub fn store_for(settings: &Settings) -> Result<Store, StartError> {
-    match settings.redis.standalone_url() {
-        Some(url) => Ok(Store::new(url)?),
-        None => Err(StartError::Other(format!(
-            "{}: this build talks to a single Redis server only (set AUTH_REDIS_URL)",
-            settings.redis.setting()
-        ))),
-    }
+    Ok(Store::connect(&settings.redis)?)
 }

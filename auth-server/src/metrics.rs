@@ -14,6 +14,9 @@
 //! | `auth_argon2_queue_depth` | | password checks waiting for a hashing slot |
 //! | `auth_argon2_running` | | password checks hashing right now |
 //! | `auth_redis_errors_total` | | Redis commands that failed or timed out |
+//! | `auth_redis_retries_total` | | calls repeated once on a fresh connection after the first found it dead |
+//! | `auth_redis_master_changes_total` | | Sentinel mode: times the master was looked up again (after a failover, `READONLY` or a dead connection) |
+//! | `auth_redis_unreplicated_writes_total` | | writes that must not be lost answered without a replica's acknowledgement (`WAIT` got none in time, or skipped while none answers) |
 //! | `auth_signing_key_info` | `kid` | 1 for the key signing new tokens |
 //! | `auth_key_reloads_total` | `outcome`: `ok`, `failed` | re-reads of the keys folder (file change, poll, SIGHUP) |
 //! | `auth_key_reload_failing` | | 1 while the last re-read failed: the server signs with the previous key, not the state's active one |
@@ -93,6 +96,27 @@ static REDIS_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
     counter("auth_redis_errors_total", "Redis commands that failed or got no answer in time.")
 });
 
+static REDIS_RETRIES: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "auth_redis_retries_total",
+        "Redis calls repeated once on a fresh connection after the first found it dead.",
+    )
+});
+
+static REDIS_MASTER_CHANGES: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "auth_redis_master_changes_total",
+        "Sentinel mode: lookups of the master after a failover, READONLY or a dead connection.",
+    )
+});
+
+static REDIS_UNREPLICATED: LazyLock<IntCounter> = LazyLock::new(|| {
+    counter(
+        "auth_redis_unreplicated_writes_total",
+        "Writes that must not be lost answered without a replica's acknowledgement.",
+    )
+});
+
 static SIGNING_KEY: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     gauge_vec(
         "auth_signing_key_info",
@@ -137,6 +161,9 @@ pub fn init() {
     LazyLock::force(&ARGON2_QUEUED);
     LazyLock::force(&ARGON2_RUNNING);
     LazyLock::force(&REDIS_ERRORS);
+    LazyLock::force(&REDIS_RETRIES);
+    LazyLock::force(&REDIS_MASTER_CHANGES);
+    LazyLock::force(&REDIS_UNREPLICATED);
     LazyLock::force(&SIGNING_KEY);
     for outcome in ["ok", "failed"] {
         KEY_RELOADS.with_label_values(&[outcome]);
@@ -209,6 +236,21 @@ pub fn throttled(limit: &'static str) {
 /// A Redis command failed or timed out.
 pub fn redis_error() {
     REDIS_ERRORS.inc();
+}
+
+/// A Redis call was repeated on a fresh connection.
+pub fn redis_retry() {
+    REDIS_RETRIES.inc();
+}
+
+/// The Sentinel master was looked up again.
+pub fn redis_master_change() {
+    REDIS_MASTER_CHANGES.inc();
+}
+
+/// A write that must not be lost was answered without a replica's acknowledgement.
+pub fn redis_unreplicated_write() {
+    REDIS_UNREPLICATED.inc();
 }
 
 /// Sets `auth_signing_key_info` to `kid` alone.

@@ -21,13 +21,13 @@ pub enum RedisSettings {
         /// The URL.
         url: SecretString,
     },
-    /// `AUTH_REDIS_CLUSTER_URLS`: Redis Cluster, by its seed nodes. Not yet supported by the store.
+    /// `AUTH_REDIS_CLUSTER_URLS`: Redis Cluster, by its seed nodes.
     Cluster {
         /// The seed nodes' URLs.
         urls: Vec<SecretString>,
     },
-    /// `AUTH_REDIS_SENTINEL_URLS` + `AUTH_REDIS_SENTINEL_MASTER`: Redis Sentinel. Not yet
-    /// supported by the store.
+    /// `AUTH_REDIS_SENTINEL_URLS` + `AUTH_REDIS_SENTINEL_MASTER`: Redis Sentinel (the user and
+    /// password in the URLs are the data nodes'; the sentinels are asked without them).
     Sentinel {
         /// The sentinels' URLs.
         urls: Vec<SecretString>,
@@ -43,7 +43,7 @@ impl Default for RedisSettings {
 }
 
 impl RedisSettings {
-    /// The URL of a standalone server (what today's store connects to), else `None`.
+    /// The URL of a standalone server, else `None`.
     pub fn standalone_url(&self) -> Option<&str> {
         match self {
             Self::Standalone { url } => Some(url.expose_secret()),
@@ -124,12 +124,9 @@ impl FromStr for RedisUrl {
     fn from_str(text: &str) -> Result<Self, String> {
         let text = text.trim();
         if redis::Client::open(text).is_err() {
-            let tls = text.starts_with("rediss://");
-            return Err(if tls {
-                "rediss:// (TLS) is not supported by this build".into()
-            } else {
-                "not a valid Redis URL (expected redis://[user:password@]host:port[/db])".into()
-            });
+            return Err(
+                "not a valid Redis URL (expected redis[s]://[user:password@]host:port[/db])".into(),
+            );
         }
         Ok(Self(SecretString::from(text)))
     }

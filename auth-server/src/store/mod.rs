@@ -15,28 +15,41 @@
 //! Every call has a deadline; past it, or when Redis cannot be reached, the caller gets
 //! [`StoreError::Unavailable`] and answers 503, never a verdict on the token.
 
+mod conn;
 pub mod revocations;
 pub mod sessions;
 pub mod throttle;
 pub mod users;
 
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, ServerErrorKind};
+use secrecy::ExposeSecret as _;
 
+use self::conn::Conn;
+pub use self::conn::Deployment;
 pub use self::sessions::{NewSession, RotateOutcome, Rotation, SessionData};
 pub use self::throttle::LoginState;
 pub use self::users::UserRecord;
+use crate::config::RedisSettings;
 
 /// How long any Redis call may take before the request gets a 503.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(900);
 
+/// How long a write that must not be lost waits for a replica's acknowledgement (`WAIT`).
+pub const WAIT_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// After a `WAIT` that no replica answered in time, writes stop waiting for this long (and are
+/// counted in `auth_redis_unreplicated_writes_total`): a deployment whose replica is down (e.g.
+/// a promoted replica whose old primary has not come back) is not slowed down by every write.
+pub const WAIT_BACKOFF: Duration = Duration::from_secs(5);
+
 /// A Redis failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// Redis is down, slow, loading, or refusing writes: retry later.
+    /// Redis is down, slow, loading, failing over, or refusing writes: retry later.
     #[error("redis unavailable: {0}")]
     Unavailable(String),
     /// Redis answered something this code does not expect: a bug.
@@ -61,48 +74,119 @@ impl From<RedisError> for StoreError {
     }
 }
 
-/// The auth server's Redis. Cheap to clone: clones share one multiplexed connection, which is
-/// re-made whenever it breaks.
+/// Whether a call may be repeated once on a fresh connection when the first attempt found the
+/// connection dead (ARCHITECTURE.md, "Redis: connections, retries and failover").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retry {
+    /// Running it twice has the effect of running it once (a read, an idempotent write, the
+    /// rotation with a grace): repeated after any dropped connection.
+    Safe,
+    /// Running it twice could count or change something twice: repeated only when the first
+    /// attempt cannot have reached Redis (connection refused, `READONLY` from a demoted master).
+    Once,
+}
+
+/// The auth server's Redis. Cheap to clone: clones share one connection (of the deployment's
+/// kind), which is re-made whenever it breaks.
 #[derive(Clone)]
 pub struct Store {
-    conn: ConnectionManager,
+    conn: Conn,
     timeout: Duration,
+    durability: Arc<Durability>,
+}
+
+/// When writes that must not be lost wait for a replica.
+#[derive(Debug)]
+struct Durability {
+    /// The deployment has replicas to wait for (Cluster and Sentinel).
+    replicas: bool,
+    /// After a `WAIT` no replica answered on a node that is alone: until when writes do not
+    /// wait, and on which node (`None`: any; on Sentinel, the master that was alone, so that a
+    /// late write to a replaced master never skips its `WAIT`).
+    skip: std::sync::Mutex<Option<(Option<String>, Instant)>>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("timeout", &self.timeout).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("deployment", &self.conn.deployment())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
     }
 }
 
 impl Store {
-    /// A store on `url`. Does not connect: the connection is made on first use and re-made
-    /// whenever it breaks, so the server starts and recovers on its own while Redis is down.
+    /// A store on the standalone server at `url` (tests and tools).
     pub fn new(url: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url)
+        let conn = Conn::standalone(url)
             .map_err(|_| StoreError::Unexpected("invalid Redis URL".into()))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_millis(500)))
-            .set_response_timeout(Some(CALL_TIMEOUT))
-            .set_number_of_retries(2)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_millis(250));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)?;
-        Ok(Self { conn, timeout: CALL_TIMEOUT })
+        Ok(Self::with(conn))
+    }
+
+    /// A store on the deployment of `settings`. Does not connect: connections are made on
+    /// first use and re-made whenever they break, so the server starts and recovers on its own
+    /// while Redis is down. An invalid URL is named by its place, never quoted (it may hold a
+    /// password).
+    pub fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
+        fn invalid(what: &'static str) -> impl Fn(RedisError) -> StoreError {
+            move |_| StoreError::Unexpected(format!("invalid {what}"))
+        }
+        let conn = match settings {
+            RedisSettings::Standalone { url } => {
+                install_tls_provider(std::iter::once(url.expose_secret()));
+                Conn::standalone(url.expose_secret()).map_err(invalid("AUTH_REDIS_URL"))?
+            }
+            RedisSettings::Cluster { urls } => {
+                let urls: Vec<&str> = urls.iter().map(|u| u.expose_secret()).collect();
+                install_tls_provider(urls.iter().copied());
+                Conn::cluster(&urls).map_err(invalid("AUTH_REDIS_CLUSTER_URLS"))?
+            }
+            RedisSettings::Sentinel { urls, master } => {
+                let urls: Vec<&str> = urls.iter().map(|u| u.expose_secret()).collect();
+                install_tls_provider(urls.iter().copied());
+                Conn::sentinel(&urls, master).map_err(invalid("AUTH_REDIS_SENTINEL_URLS"))?
+            }
+        };
+        Ok(Self::with(conn))
+    }
+
+    fn with(conn: Conn) -> Self {
+        let durability = Durability {
+            replicas: conn.deployment() != Deployment::Standalone,
+            skip: std::sync::Mutex::new(None),
+        };
+        Self { conn, timeout: CALL_TIMEOUT, durability: Arc::new(durability) }
+    }
+
+    /// The deployment this store talks to.
+    pub fn deployment(&self) -> Deployment {
+        self.conn.deployment()
     }
 
     /// A handle on the connection for one call.
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> Conn {
         self.conn.clone()
     }
 
-    /// Runs one Redis call under the deadline; a failure is counted in
+    /// Runs one Redis call under the deadline, repeated once on a fresh connection when the
+    /// first attempt found the connection dead and `retry` allows it; a failure is counted in
     /// `auth_redis_errors_total`.
-    async fn call<T>(
-        &self,
-        fut: impl Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, StoreError> {
-        let result = match tokio::time::timeout(self.timeout, fut).await {
+    async fn call<T, F, Fut>(&self, retry: Retry, attempt: F) -> Result<T, StoreError>
+    where
+        F: Fn(Conn) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let attempts = async {
+            match attempt(self.conn()).await {
+                Err(e) if may_repeat(&e, retry) => {
+                    crate::metrics::redis_retry();
+                    log::debug!("redis: repeating a call on a fresh connection after: {e}");
+                    attempt(self.conn()).await
+                }
+                other => other,
+            }
+        };
+        let result = match tokio::time::timeout(self.timeout, attempts).await {
             Ok(result) => result.map_err(StoreError::from),
             Err(_) => Err(StoreError::Unavailable(format!("no answer within {:?}", self.timeout))),
         };
@@ -112,41 +196,141 @@ impl Store {
         result
     }
 
-    /// Runs a prepared script (`EVALSHA`, loading it on `NOSCRIPT`) under the deadline.
+    /// Runs a prepared script (`EVALSHA`, loading it on `NOSCRIPT`) under the deadline; for
+    /// scripts that are safe to repeat ([`Retry::Safe`]).
     async fn run<T: redis::FromRedisValue>(
         &self,
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.conn();
-        self.call(invocation.invoke_async(&mut conn)).await
+        self.run_with(Retry::Safe, invocation).await
     }
 
-    /// `PING`.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        let _: String = self.call(redis::cmd("PING").query_async(&mut conn)).await?;
+    /// [`Self::run`] with an explicit retry rule.
+    async fn run_with<T: redis::FromRedisValue>(
+        &self,
+        retry: Retry,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, StoreError> {
+        self.call(retry, |mut conn| async move { invocation.invoke_async(&mut conn).await }).await
+    }
+
+    /// Runs one command under the deadline ([`Retry::Safe`]: reads and idempotent writes).
+    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
+        self.call(Retry::Safe, |mut conn| async move { cmd.query_async(&mut conn).await }).await
+    }
+
+    /// After a write to `key` that must not be lost (a rotation, a new session, a new user):
+    /// with replicas (Cluster, Sentinel), waits until one acknowledged it (`WAIT 1`, at most
+    /// [`WAIT_TIMEOUT`]), so that a failover right after the answer cannot lose it. When none
+    /// answers in time the write stays answered (its primary has it; only a failover before a
+    /// replica catches up would lose it), is counted in `auth_redis_unreplicated_writes_total`,
+    /// and writes stop waiting for [`WAIT_BACKOFF`] — except on Sentinel when the sentinels name
+    /// another master by now or see a replica up (a `SENTINEL FAILOVER` in progress: the old
+    /// master accepts writes until it is demoted, then drops them): that is a 503. An error (the connection died after the write) is a 503 too:
+    /// the client repeats, which every caller makes safe.
+    async fn replicate(&self, key: &str) -> Result<(), StoreError> {
+        let d = &self.durability;
+        if !d.replicas {
+            return Ok(());
+        }
+        let node = self.conn.node().map(str::to_owned);
+        let skipping = |skip: &Option<(Option<String>, Instant)>| {
+            skip.as_ref()
+                .is_some_and(|(on, until)| Instant::now() < *until && (on.is_none() || *on == node))
+        };
+        if skipping(&d.skip.lock().unwrap_or_else(std::sync::PoisonError::into_inner)) {
+            crate::metrics::redis_unreplicated_write();
+            return Ok(());
+        }
+        let acked =
+            self.call(Retry::Safe, |mut conn| async move {
+                conn.wait_replicas(key, 1, WAIT_TIMEOUT).await
+            })
+            .await?;
+        if acked > 0 {
+            return Ok(());
+        }
+        // Sentinel: was it written to a master that is being replaced (and will drop it)?
+        let alone = self
+            .call(Retry::Safe, |mut conn| async move { conn.may_answer_unreplicated().await })
+            .await?;
+        if !alone {
+            return Err(StoreError::Unavailable(
+                "no replica acknowledged a write while the master has live replicas or was \
+                 replaced"
+                    .into(),
+            ));
+        }
+        crate::metrics::redis_unreplicated_write();
+        let mut skip = d.skip.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !skipping(&skip) {
+            log::warn!(
+                "redis: no replica acknowledged a write within {WAIT_TIMEOUT:?} and none is up; \
+                 writes to this node do not wait for replicas for {WAIT_BACKOFF:?}"
+            );
+        }
+        *skip = Some((node, Instant::now() + WAIT_BACKOFF));
         Ok(())
     }
 
-    /// Every key matching `pattern`, by `SCAN` (each call under the deadline); for operator
-    /// commands only, never a request path. On a Redis Cluster this must scan every primary.
+    /// A store whose connection stays on the node it starts on (on Sentinel: the master in
+    /// use now), for a write that must not be lost and its [`Self::replicate`]: the `WAIT` and
+    /// the checks after it then concern the node that took the write.
+    async fn pinned(&self) -> Result<Self, StoreError> {
+        let conn = self.call(Retry::Safe, |mut conn| async move { conn.pinned().await }).await?;
+        Ok(Self { conn, timeout: self.timeout, durability: Arc::clone(&self.durability) })
+    }
+
+    /// `PING` (in a Cluster: every primary).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = self.query(&redis::cmd("PING")).await?;
+        Ok(())
+    }
+
+    /// Every key matching `pattern`, by `SCAN` (each call under the deadline; in a Cluster on
+    /// every primary); for operator commands only, never a request path.
     async fn scan_match(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
+        let nodes =
+            self.call(Retry::Safe, |mut conn| async move { conn.scan_nodes().await }).await?;
         let mut keys = Vec::new();
-        let mut cursor = 0_u64;
-        loop {
-            let mut cmd = redis::cmd("SCAN");
-            cmd.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000);
-            let mut conn = self.conn();
-            let (next, batch): (u64, Vec<String>) = self.call(cmd.query_async(&mut conn)).await?;
-            keys.extend(batch);
-            if next == 0 {
-                break;
+        for node in &nodes {
+            let mut cursor = 0_u64;
+            loop {
+                let mut cmd = redis::cmd("SCAN");
+                cmd.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000);
+                let (next, batch): (u64, Vec<String>) = self
+                    .call(Retry::Safe, |mut conn| {
+                        let cmd = &cmd;
+                        async move { conn.query_on(node.as_ref(), cmd).await }
+                    })
+                    .await?;
+                keys.extend(batch);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            cursor = next;
         }
         keys.sort_unstable();
         keys.dedup();
         Ok(keys)
+    }
+}
+
+/// Whether a failed attempt may be repeated under `retry`.
+fn may_repeat(e: &RedisError, retry: Retry) -> bool {
+    // Never reached Redis, or refused by a node that is no longer the master: nothing ran.
+    let not_run = e.is_connection_refusal() || e.code() == Some("READONLY");
+    // The connection died: the command may or may not have run.
+    let dropped = (e.is_connection_dropped() || e.is_io_error()) && !e.is_timeout();
+    not_run || (retry == Retry::Safe && dropped)
+}
+
+/// `rediss://` needs rustls' process-wide provider: aws-lc-rs, which the workspace already
+/// builds (keeps one installed before).
+fn install_tls_provider<'a>(mut urls: impl Iterator<Item = &'a str>) {
+    if urls.any(|u| u.trim_start().to_ascii_lowercase().starts_with("rediss://")) {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     }
 }
 
@@ -239,6 +423,24 @@ mod tests {
                 assert!(body.contains("redis.call('TIME')"), "{first}: times without TIME");
             }
         }
+    }
+
+    #[test]
+    fn only_calls_safe_to_repeat_are_repeated_after_a_dropped_connection() {
+        use std::io::{Error, ErrorKind as Io};
+        let refused = RedisError::from(Error::from(Io::ConnectionRefused));
+        let dropped = RedisError::from(Error::from(Io::BrokenPipe));
+        let reset = RedisError::from(Error::from(Io::ConnectionReset));
+        let timeout = RedisError::from(Error::from(Io::TimedOut));
+        // Refused: nothing ran, whatever the call.
+        assert!(may_repeat(&refused, Retry::Safe) && may_repeat(&refused, Retry::Once));
+        // Dropped: it may have run; only a call that is safe to repeat is.
+        for e in [&dropped, &reset] {
+            assert!(may_repeat(e, Retry::Safe), "{e}");
+            assert!(!may_repeat(e, Retry::Once), "{e}");
+        }
+        // No answer in time: it may still run; never repeated.
+        assert!(!may_repeat(&timeout, Retry::Safe) && !may_repeat(&timeout, Retry::Once));
     }
 
     #[tokio::test]

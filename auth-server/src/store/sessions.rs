@@ -14,10 +14,8 @@
 
 use std::time::Duration;
 
-use redis::AsyncCommands as _;
-
 use super::revocations::{Revoked, SidDigest, VERIFIER_LEEWAY_SECS, retention};
-use super::{Store, StoreError, expiry_ms, lua_script, parse_roles, roles_json};
+use super::{Retry, Store, StoreError, expiry_ms, lua_script, parse_roles, roles_json};
 use crate::tokens::{SessionId, TokenHash};
 
 /// What a session carries into every access token issued from it.
@@ -268,12 +266,17 @@ impl Store {
         &self,
         new: NewSession<'_>,
     ) -> Result<Option<CreatedSession>, StoreError> {
-        let (generation, evicted) = self.index_session(new.uid, new.sid, new.max_age_ms).await?;
-        let created_ms = self.store_session(&new).await?;
-        if !self.generation_is(new.uid, generation).await? {
-            self.drop_unissued_session(new.uid, new.sid).await?;
+        let store = self.pinned().await?;
+        let (generation, evicted) = store.index_session(new.uid, new.sid, new.max_age_ms).await?;
+        let created_ms = store.store_session(&new).await?;
+        if !store.generation_is(new.uid, generation).await? {
+            store.drop_unissued_session(new.uid, new.sid).await?;
             return Ok(None);
         }
+        // Both the session and its index entry must survive a failover (one node each in a
+        // Cluster, possibly the same).
+        let (session, index) = (sess_key(new.sid), usess_key(new.uid));
+        tokio::try_join!(store.replicate(&session), store.replicate(&index))?;
         Ok(Some(CreatedSession { created_ms, evicted }))
     }
 
@@ -333,8 +336,7 @@ impl Store {
 
     /// Login step 3: whether the user's generation is still `generation`.
     async fn generation_is(&self, uid: &str, generation: i64) -> Result<bool, StoreError> {
-        let mut conn = self.conn();
-        let now: Option<i64> = self.call(conn.get(ugen_key(uid))).await?;
+        let now: Option<i64> = self.query(redis::cmd("GET").arg(ugen_key(uid))).await?;
         Ok(now.unwrap_or(0) == generation)
     }
 
@@ -354,8 +356,18 @@ impl Store {
             .arg(expiry_ms(r.rotation_window_ms))
             .arg(r.access_ttl.as_secs())
             .arg(VERIFIER_LEEWAY_SECS);
-        let reply: Vec<String> = self.run(&invocation).await?;
-        parse_rotation(r.sid, reply)
+        // Repeating a rotation whose first attempt ran is a grace replay (the same pair);
+        // without a grace it would be reuse, so it is then repeated only when it cannot have run.
+        let retry = if r.grace_ms > 0 { Retry::Safe } else { Retry::Once };
+        let store = self.pinned().await?;
+        let reply: Vec<String> = store.run_with(retry, &invocation).await?;
+        let outcome = parse_rotation(r.sid, reply)?;
+        // A replay hands out a pair as surely as the rotation did: it must be one a failover
+        // keeps too (answered by a master that is being replaced, it might not be).
+        if matches!(outcome, RotateOutcome::Rotated { .. } | RotateOutcome::Replay { .. }) {
+            store.replicate(&sess_key(r.sid)).await?;
+        }
+        Ok(outcome)
     }
 
     /// Step 1 of ending a session: marks it revoked if `by` may end it (a token of it, or its
@@ -453,8 +465,8 @@ impl Store {
 
     /// The live sessions of user `uid`, newest first (marked ones have ended: left out).
     pub async fn list_sessions(&self, uid: &str) -> Result<Vec<SessionInfo>, StoreError> {
-        let mut conn = self.conn();
-        let ids: Vec<String> = self.call(conn.zrange(usess_key(uid), 0, -1)).await?;
+        let ids: Vec<String> =
+            self.query(redis::cmd("ZRANGE").arg(usess_key(uid)).arg(0).arg(-1)).await?;
         let sids: Vec<SessionId> = ids.iter().filter_map(|id| SessionId::parse(id)).collect();
         let reads = sids.iter().map(|sid| async move {
             let invocation = lua_script!("describe_session.lua").key(sess_key(sid));
@@ -495,10 +507,9 @@ impl Store {
         sid: &SessionId,
         uid: &str,
     ) -> Result<SessionState, StoreError> {
-        let mut conn = self.conn();
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(sess_key(sid)).arg(&["uid", "revoked"]);
-        let [owner, revoked]: [Option<String>; 2] = self.call(cmd.query_async(&mut conn)).await?;
+        let [owner, revoked]: [Option<String>; 2] = self.query(&cmd).await?;
         if owner.as_deref() != Some(uid) {
             return Ok(SessionState::Ended);
         }
@@ -519,21 +530,26 @@ impl Store {
             return Ok(());
         }
         let ids: Vec<&str> = sids.iter().map(SessionId::as_str).collect();
-        let mut conn = self.conn();
-        self.call(conn.zrem::<_, _, ()>(usess_key(uid), &ids)).await
+        self.query(redis::cmd("ZREM").arg(usess_key(uid)).arg(&ids)).await
     }
 
     /// Deletes sessions whatever their tokens: one `DEL` per session (its keys share a slot).
     /// Only after they were published, or for a session no token was handed out of.
     /// Returns how many of them still existed.
+    /// One pipeline per session, run concurrently: in a Cluster the sessions live in
+    /// different slots, and a pipeline goes to one node.
     async fn delete_sessions(&self, sids: &[SessionId]) -> Result<usize, StoreError> {
-        let mut pipe = redis::pipe();
-        for sid in sids {
+        let deletes = sids.iter().map(|sid| async move {
+            let mut pipe = redis::pipe();
             pipe.del(sess_key(sid)).del(spent_key(sid)).ignore();
-        }
-        let mut conn = self.conn();
-        let deleted: Vec<i64> = self.call(pipe.query_async(&mut conn)).await?;
-        Ok(deleted.iter().filter(|n| **n > 0).count())
+            let pipe = &pipe;
+            let deleted: (i64,) = self
+                .call(Retry::Safe, |mut conn| async move { pipe.query_async(&mut conn).await })
+                .await?;
+            Ok::<_, StoreError>(deleted.0 > 0)
+        });
+        let deleted = futures_util::future::try_join_all(deletes).await?;
+        Ok(deleted.into_iter().filter(|d| *d).count())
     }
 }
 

@@ -6,7 +6,7 @@
 //! (`{<address>}`). Each step reads or writes one of them; the order is in ARCHITECTURE.md.
 
 use super::users::{parse_user, user_key};
-use super::{Store, StoreError, UserRecord, lua_script};
+use super::{Retry, Store, StoreError, UserRecord, lua_script};
 use crate::clock::millis;
 use crate::throttle::{KNOWN_ADDRESS_LIFETIME, KNOWN_ADDRESSES_PER_USER, Limits, LoginLocks};
 
@@ -103,12 +103,17 @@ impl Store {
         };
         let addr = failure(login_addr_key(address), limits.max_failures_per_address);
         let Some(username) = username else {
-            return self.run::<i64>(&addr).await.map(drop);
+            return self.run_with::<i64>(Retry::Once, &addr).await.map(drop);
         };
         let pair = failure(login_pair_key(username, address), limits.max_failures_per_pair);
         let wide = failure(login_user_key(username), limits.max_failures_per_username);
-        tokio::try_join!(self.run::<i64>(&pair), self.run::<i64>(&wide), self.run::<i64>(&addr))
-            .map(drop)
+        // A failure counted twice would lock out sooner: repeated only when it cannot have run.
+        tokio::try_join!(
+            self.run_with::<i64>(Retry::Once, &pair),
+            self.run_with::<i64>(Retry::Once, &wide),
+            self.run_with::<i64>(Retry::Once, &addr)
+        )
+        .map(drop)
     }
 
     /// A successful login of `username` from `address`: clears the pair's failures and
@@ -131,7 +136,7 @@ impl Store {
     ) -> Result<Option<u64>, StoreError> {
         let mut invocation = lua_script!("register_attempt.lua").key(register_addr_key(address));
         invocation.arg(limits.max_registrations_per_address).arg(millis(limits.register_window));
-        let wait: i64 = self.run(&invocation).await?;
+        let wait: i64 = self.run_with(Retry::Once, &invocation).await?;
         Ok((wait > 0).then(|| u64::try_from(wait).unwrap_or(1)))
     }
 }

@@ -84,7 +84,12 @@ impl Store {
             .arg(user.name.as_deref().unwrap_or(""))
             .arg(&*user.phc)
             .arg(roles_json(&user.roles)?);
-        let stored: i64 = self.run(&invocation).await?;
+        // Safe to repeat: a repeat finds the user it stored (same id) and says stored again.
+        let store = self.pinned().await?;
+        let stored: i64 = store.run(&invocation).await?;
+        if stored == 1 {
+            store.replicate(&user_key(&user.username)).await?;
+        }
         Ok(stored == 1)
     }
 
@@ -92,8 +97,7 @@ impl Store {
     pub async fn get_user(&self, username: &str) -> Result<Option<UserRecord>, StoreError> {
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(user_key(username)).arg(&USER_FIELDS[..]);
-        let mut conn = self.conn();
-        let values: Vec<Option<String>> = self.call(cmd.query_async(&mut conn)).await?;
+        let values: Vec<Option<String>> = self.query(&cmd).await?;
         parse_user(values)
     }
 
@@ -140,9 +144,7 @@ impl Store {
     pub async fn user_unchanged(&self, username: &str, version: u64) -> Result<bool, StoreError> {
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(user_key(username)).arg(&["id", "disabled", "ver"]);
-        let mut conn = self.conn();
-        let [id, disabled, ver]: [Option<String>; 3] =
-            self.call(cmd.query_async(&mut conn)).await?;
+        let [id, disabled, ver]: [Option<String>; 3] = self.query(&cmd).await?;
         let ver: u64 = ver.and_then(|v| v.parse().ok()).unwrap_or(0);
         Ok(id.is_some() && disabled.is_none() && ver == version)
     }
@@ -153,8 +155,7 @@ impl Store {
         let reads = keys.iter().map(|key| async move {
             let mut cmd = redis::cmd("HMGET");
             cmd.arg(key).arg(&["id", "username", "name", "roles", "disabled", "created"]);
-            let mut conn = self.conn();
-            let values: [Option<String>; 6] = self.call(cmd.query_async(&mut conn)).await?;
+            let values: [Option<String>; 6] = self.query(&cmd).await?;
             Ok::<_, StoreError>(values)
         });
         let mut users = Vec::with_capacity(keys.len());
@@ -198,6 +199,8 @@ mod tests {
         let (_redis, store) = test_util::store();
         assert!(store.get_user("alice").await.unwrap().is_none());
         assert!(store.create_user(&alice()).await.unwrap());
+        // A repeat of the same registration (a retry on a fresh connection) is not a conflict.
+        assert!(store.create_user(&alice()).await.unwrap(), "the same id again: stored");
         let mut again = alice();
         again.id = "someone else".into();
         assert!(!store.create_user(&again).await.unwrap(), "the name is taken");

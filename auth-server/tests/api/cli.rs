@@ -135,7 +135,7 @@ async fn set_roles_makes_an_admin_from_the_next_login() {
 
     let out = Command::new(BIN)
         .args(["users", "set-roles", &username, "admin", "user"])
-        .env("AUTH_REDIS_URL", app.redis.url())
+        .envs(app.redis.env())
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -150,7 +150,7 @@ async fn set_roles_makes_an_admin_from_the_next_login() {
 
     let out = Command::new(BIN)
         .args(["users", "set-roles", "nobody-at-all", "admin"])
-        .env("AUTH_REDIS_URL", app.redis.url())
+        .envs(app.redis.env())
         .output()
         .unwrap();
     assert!(!out.status.success());

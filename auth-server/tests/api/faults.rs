@@ -21,7 +21,7 @@ async fn with_redis_stopped_login_token_register_and_readyz_answer_503_within_ab
     let mut app = spawn_app_on(RedisServer::start(), |_| {}).await;
     let username = unique_user("fault");
     let token = app.signed_up(&username).await.refresh_token();
-    app.redis.stop();
+    app.standalone().stop();
     let login = json!({ "username": username, "password": PASSWORD });
     let register = json!({ "username": unique_user("fault-new"), "password": PASSWORD });
     let token_body = json!({ "refresh_token": token });
@@ -38,7 +38,7 @@ async fn with_redis_stopped_login_token_register_and_readyz_answer_503_within_ab
     assert_eq!(app.get("/readyz").await.status, 503);
     assert!(start.elapsed() < Duration::from_millis(1500));
 
-    app.redis.restart();
+    app.standalone().restart();
     wait_until_ready(&app).await;
     // No persistence: the data is gone, but the server works again without a restart.
     app.signed_up(&unique_user("fault-after")).await;
@@ -50,7 +50,7 @@ async fn a_redis_restart_with_append_only_persistence_loses_no_session() {
     let username = unique_user("aof");
     let first = app.signed_up(&username).await.refresh_token();
     let rotated = app.refresh(&first).await.refresh_token();
-    app.redis.restart();
+    app.standalone().restart();
     wait_until_ready(&app).await;
     let reply = app.refresh(&rotated).await;
     assert_eq!(reply.status, 200, "the session survived the restart: {}", reply.text);
@@ -68,7 +68,7 @@ async fn a_full_redis_answers_503_never_500_or_invalid_grant_and_keeps_the_token
     let username = unique_user("full");
     let token = app.signed_up(&username).await.refresh_token();
     let mut conn = app.redis.connection();
-    let set = |conn: &mut redis::Connection, name: &str, value: &str| {
+    let set = |conn: &mut test_support::TestConnection, name: &str, value: &str| {
         redis::cmd("CONFIG").arg("SET").arg(name).arg(value).query::<()>(conn).unwrap();
     };
     set(&mut conn, "maxmemory-policy", "noeviction");

@@ -1,4 +1,7 @@
-//! `spawn_app`: the auth server on port 0 with a temp keys dir and its own Redis.
+//! `spawn_app`: the auth server on port 0 with a temp keys dir and its own Redis, of the
+//! deployment `TEST_REDIS_MODE` names (`standalone` by default, `cluster`, `sentinel`): the same
+//! test functions run against each (the subset that runs on Cluster and Sentinel is in
+//! `scale.rs`).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,7 +10,7 @@ use access_token::TokenResponse;
 use auth_server::{Application, Settings};
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
-use test_support::RedisServer;
+use test_support::{RedisMode, RedisServer, TestRedis};
 
 pub const PASSWORD: &str = "correct horse battery";
 
@@ -45,7 +48,7 @@ pub fn listed(reply: &Reply) -> Vec<(String, u64)> {
 
 /// A second auth server on the same Redis and keys as `app`, with `customize` applied.
 pub async fn second_instance(app: &TestApp, customize: impl FnOnce(&mut Settings)) -> String {
-    let mut settings = Settings::for_tests(app.redis.url(), app.keys_dir.path());
+    let mut settings = settings_for(&app.redis, app.keys_dir.path());
     customize(&mut settings);
     let second = Application::build(settings).await.unwrap();
     let address = format!("http://127.0.0.1:{}", second.port());
@@ -55,7 +58,7 @@ pub async fn second_instance(app: &TestApp, customize: impl FnOnce(&mut Settings
 
 pub struct TestApp {
     pub address: String,
-    pub redis: RedisServer,
+    pub redis: TestRedis,
     pub keys_dir: tempfile::TempDir,
     pub client: reqwest::Client,
 }
@@ -92,15 +95,48 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// The app on a deployment of the mode `TEST_REDIS_MODE` names (standalone by default).
 pub async fn spawn_app_with(customize: impl FnOnce(&mut Settings)) -> TestApp {
-    let redis = RedisServer::start();
-    spawn_app_on(redis, customize).await
+    let mode = RedisMode::from_env();
+    let redis = tokio::task::spawn_blocking(move || TestRedis::start(mode)).await.unwrap();
+    spawn_app_on_deployment(redis, customize).await
 }
 
-/// Starts the app against `redis` (running or not).
+/// Starts the app against the standalone `redis` (running or not), whatever the mode.
 pub async fn spawn_app_on(redis: RedisServer, customize: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_on_deployment(TestRedis::Standalone(redis), customize).await
+}
+
+/// Settings for tests on `redis`, whatever its mode.
+pub fn settings_for(redis: &TestRedis, keys_dir: &std::path::Path) -> Settings {
+    let mut settings = Settings::for_tests("redis://127.0.0.1:1", keys_dir);
+    let env: Vec<(String, String)> = redis.env();
+    let var = |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let list = |text: String| -> Vec<secrecy::SecretString> {
+        text.split(',').map(|u| secrecy::SecretString::from(u.to_owned())).collect()
+    };
+    settings.redis = match redis.mode() {
+        RedisMode::Standalone => auth_server::config::RedisSettings::Standalone {
+            url: var("AUTH_REDIS_URL").unwrap().into(),
+        },
+        RedisMode::Cluster => auth_server::config::RedisSettings::Cluster {
+            urls: list(var("AUTH_REDIS_CLUSTER_URLS").unwrap()),
+        },
+        RedisMode::Sentinel => auth_server::config::RedisSettings::Sentinel {
+            urls: list(var("AUTH_REDIS_SENTINEL_URLS").unwrap()),
+            master: var("AUTH_REDIS_SENTINEL_MASTER").unwrap(),
+        },
+    };
+    settings
+}
+
+/// Starts the app against `redis`, of any mode.
+pub async fn spawn_app_on_deployment(
+    redis: TestRedis,
+    customize: impl FnOnce(&mut Settings),
+) -> TestApp {
     let keys_dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings::for_tests(redis.url(), keys_dir.path());
+    let mut settings = settings_for(&redis, keys_dir.path());
     customize(&mut settings);
     let app = Application::build(settings).await.expect("the app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
@@ -128,6 +164,19 @@ pub async fn read(res: reqwest::Response) -> Reply {
 }
 
 impl TestApp {
+    /// The standalone server (tests that stop, restart or reconfigure it run on standalone
+    /// only).
+    pub fn standalone(&mut self) -> &mut RedisServer {
+        self.redis.as_standalone().expect("a test of the standalone mode only")
+    }
+
+    /// A store on the app's Redis, whatever its mode (for tests that look or write behind the
+    /// server's back).
+    pub fn store(&self) -> auth_server::store::Store {
+        let settings = settings_for(&self.redis, self.keys_dir.path());
+        auth_server::store::Store::connect(&settings.redis).unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

@@ -21,6 +21,7 @@ mod refresh;
 mod register;
 mod revocation;
 mod revocation_process;
+mod scale;
 mod sessions;
 mod shutdown;
 mod storage;

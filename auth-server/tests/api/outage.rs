@@ -37,7 +37,7 @@ async fn while_redis_is_down_requests_get_a_quick_503_and_then_work_again() {
     let token = app.signed_up(&username).await.refresh_token();
     assert_eq!(app.get("/readyz").await.status, 200);
 
-    app.redis.stop();
+    app.standalone().stop();
     let (reply, t) = timed(app.login(&username)).await;
     assert_unavailable(&reply, t, "login");
     let (reply, t) = timed(app.refresh(&token)).await;
@@ -51,7 +51,7 @@ async fn while_redis_is_down_requests_get_a_quick_503_and_then_work_again() {
     assert_eq!(app.get("/healthz").await.status, 200, "alive while Redis is down");
     assert_eq!(app.get("/.well-known/jwks.json").await.status, 200);
 
-    app.redis.restart();
+    app.standalone().restart();
     wait_until_ready(&app).await;
     // Without persistence the restarted Redis is empty: start over.
     let again = unique_user("outage-after");
@@ -72,7 +72,7 @@ async fn the_server_starts_while_redis_is_down_and_recovers_when_it_comes_up() {
             .await;
     assert_unavailable(&reply, t, "login");
 
-    app.redis.restart();
+    app.standalone().restart();
     wait_until_ready(&app).await;
     app.signed_up(&unique_user("late-redis")).await;
 }
@@ -82,10 +82,10 @@ async fn an_outage_during_rotation_keeps_the_refresh_token_valid() {
     let redis = RedisServer::start_with_aof();
     let mut app = spawn_app_on(redis, |_| {}).await;
     let token = app.signed_up(&unique_user("keep")).await.refresh_token();
-    app.redis.stop();
+    app.standalone().stop();
     let (reply, t) = timed(app.refresh(&token)).await;
     assert_unavailable(&reply, t, "refresh");
-    app.redis.restart();
+    app.standalone().restart();
     wait_until_ready(&app).await;
     assert_eq!(app.refresh(&token).await.status, 200, "the token survived the outage");
 }

@@ -24,7 +24,7 @@ fn users(app: &TestApp, args: &[&str]) -> Output {
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("AUTH_REDIS_URL", app.redis.url())
+        .envs(app.redis.env())
         .env("AUTH_KEYS_DIR", app.keys_dir.path())
         .output()
         .unwrap()
@@ -207,7 +207,7 @@ async fn a_login_racing_a_disable_or_a_role_change_does_not_survive_it() {
     let app = spawn_app().await;
     let username = unique_user("racer");
     app.register(&username).await;
-    let store = Store::new(&app.redis.url()).unwrap();
+    let store = app.store();
     let sessions = sessions_of(&app, &store);
     let client = ClientInfo::default();
 
