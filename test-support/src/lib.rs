@@ -21,7 +21,7 @@ mod tls;
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use access::RedisOptions;
@@ -109,6 +109,26 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Starts `<name> serve` (a workspace binary) with only `env` in its environment (plus
+/// `PATH`), its stdout and stderr written to `log` (truncated first): a server as an operator
+/// would run it.
+pub fn start_server(name: &str, env: &[(&str, String)], log: &Path) -> ChildGuard {
+    let mut cmd = Command::new(binary(name));
+    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = std::fs::File::create(log).expect("log file");
+    let child = cmd
+        .arg("serve")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("log file"))
+        .stderr(out)
+        .spawn()
+        .expect("spawn the server binary");
+    ChildGuard(child)
 }
 
 /// A child process killed (by PID) when dropped.

@@ -1,35 +1,17 @@
 //! End-to-end: the real `auth-server` and `api-server` binaries as processes, a real Redis.
 //! Needs `cargo build --workspace --bins` first (scripts/test does it).
 
-use std::fs::File;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use test_support::{ChildGuard, RedisServer, binary, free_port, wait_for_port};
+use test_support::{RedisServer, binary, free_port, wait_for_port};
 
 pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
-/// Starts a binary with only the given settings in its environment (plus PATH), logging to
-/// `log`.
-pub(crate) fn start(name: &str, env: &[(&str, String)], log: &Path) -> ChildGuard {
-    let mut cmd = Command::new(binary(name));
-    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = File::create(log).unwrap();
-    let child = cmd
-        .arg("serve")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
-    ChildGuard(child)
-}
+/// The real server binaries, started as an operator would (see [`test_support::start_server`]).
+pub(crate) use test_support::start_server as start;
 
 pub(crate) async fn wait_ready(client: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);

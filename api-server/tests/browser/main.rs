@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
-use test_support::{ChildGuard, RedisServer, binary, free_port, wait_for_port};
+use test_support::{RedisServer, free_port, start_server as start, wait_for_port};
 
 const PASSWORD: &str = "correct horse battery staple";
 /// Short, so the test sees the page refresh it (proactively and after expiry).
@@ -51,24 +51,6 @@ fn find(names: &[&str]) -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
     dirs.extend(["/usr/bin".into(), "/usr/lib/chromium".into()]);
     names.iter().find_map(|name| dirs.iter().map(|d| d.join(name)).find(|p| p.is_file()))
-}
-
-/// Starts a server binary with only `env` (plus PATH), logging to `log`.
-fn start(name: &str, env: &[(&str, String)], log: &Path) -> ChildGuard {
-    let mut cmd = Command::new(binary(name));
-    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = File::create(log).unwrap();
-    let child = cmd
-        .arg("serve")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
-    ChildGuard(child)
 }
 
 async fn wait_ready(http: &reqwest::Client, base: &str) {
