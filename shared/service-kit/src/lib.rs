@@ -1,6 +1,7 @@
 //! Service plumbing for the actix-web servers of this system: what every service needs around
 //! its handlers, whatever it serves.
 //!
+//! - [`access_log`]: the access log, installed only when its target logs at `info`;
 //! - [`config`]: settings layered defaults → TOML file → environment, one-line errors;
 //! - [`duration`]: the `900` / `15m` / `7d` duration syntax of the configuration;
 //! - [`json`]: JSON bodies whose errors name the field (`serde_path_to_error`);
@@ -18,6 +19,7 @@
 //! on `access-token` only for the error envelope ([`access_token::ApiError`]), which is wire
 //! contract, and for the metric registration helpers its series share.
 
+pub mod access_log;
 pub mod config;
 pub mod duration;
 pub mod healthcheck;
