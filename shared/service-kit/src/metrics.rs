@@ -381,7 +381,7 @@ mod tests {
         req: ServiceRequest,
         next: actix_web::middleware::Next<impl MessageBody>,
     ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-        if req.path().ends_with("/418") {
+        if req.path() == "/cached/teapot" {
             return Err(actix_web::error::ErrorImATeapot("no"));
         }
         next.call(req).await
@@ -403,7 +403,7 @@ mod tests {
             assert!(call_service(&app, req).await.status().is_success());
         }
         for _ in 0..3 {
-            let req = TestRequest::get().uri("/cached/418").to_request();
+            let req = TestRequest::get().uri("/cached/teapot").to_request();
             assert!(app.call(req).await.is_err());
         }
         let req = TestRequest::get().uri("/metrics").to_request();
