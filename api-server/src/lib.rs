@@ -20,8 +20,8 @@ use access_token::keyset::{FolderSource, TrustedKeys};
 use access_token::revocation::RevocationList;
 use access_token::watch::spawn_folder_reload;
 use access_token::{Verifier, VerifierConfig};
-use actix_web::dev::{Server, ServiceRequest};
-use actix_web::middleware::Logger;
+use actix_web::dev::Server;
+use actix_web::middleware::{Condition, Logger};
 use actix_web::{App, HttpServer, web};
 use service_kit::config::BindAddr;
 use service_kit::cors::Credentials;
@@ -167,12 +167,12 @@ impl Application {
 
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(actix_web::middleware::from_fn(limits::check))
+                .wrap(limits::LIMITS)
                 .wrap(HttpMetrics)
                 // `API_CORS_ORIGINS`: bearer tokens only, no credentials.
                 .wrap(service_kit::cors::cors(&cors_origins, Credentials::Omitted))
                 .wrap(actix_web::middleware::from_fn(service_kit::cors::finish))
-                .wrap(actix_web::middleware::from_fn(service_kit::request_id::assign))
+                .wrap(service_kit::request_id::RequestIds)
                 .wrap(access_log())
                 .app_data(verifier.clone())
                 .app_data(articles.clone())
@@ -218,10 +218,8 @@ impl Application {
 }
 
 /// The access log: method, path (never the query string), status, size, time, request id.
-/// Never the `Authorization` header or a token.
-fn access_log() -> Logger {
-    Logger::new(r#"%a "%{method}xi %{path}xi" %s %b %Dms %{x-request-id}o"#)
-        .custom_request_replace("method", |req: &ServiceRequest| req.method().to_string())
-        .custom_request_replace("path", |req: &ServiceRequest| req.path().to_owned())
-        .log_target("api_server::access")
+/// Never the `Authorization` header or a token. Only installed when it logs (see
+/// [`service_kit::access_log`]).
+fn access_log() -> Condition<Logger> {
+    service_kit::access_log::logger("api_server::access")
 }

@@ -27,8 +27,8 @@ pub mod users;
 use std::sync::Arc;
 
 use access_token::{FolderSource, KeySet, TrustedKeys, Verifier, VerifierConfig};
-use actix_web::dev::{Server, ServiceRequest};
-use actix_web::middleware::Logger;
+use actix_web::dev::Server;
+use actix_web::middleware::{Condition, Logger};
 use actix_web::{App, HttpServer, web};
 use service_kit::config::BindAddr;
 use service_kit::cors::Credentials;
@@ -201,12 +201,12 @@ impl Application {
         };
         let server = HttpServer::new(move || {
             App::new()
-                .wrap(actix_web::middleware::from_fn(service_kit::limits::check))
+                .wrap(service_kit::limits::Limits::new())
                 .wrap(service_kit::metrics::HttpMetrics)
                 // `AUTH_CORS_ORIGINS`; credentials for the refresh cookie.
                 .wrap(service_kit::cors::cors(&cors_origins, Credentials::Allowed))
                 .wrap(actix_web::middleware::from_fn(service_kit::cors::finish))
-                .wrap(actix_web::middleware::from_fn(service_kit::request_id::assign))
+                .wrap(service_kit::request_id::RequestIds)
                 .wrap(access_log())
                 .app_data(state.clone())
                 .app_data(verifier.clone())
@@ -257,12 +257,10 @@ impl Application {
 }
 
 /// The access log: method, path (never the query string), status, size, time. Never the
-/// `Authorization` header, cookies or bodies.
-fn access_log() -> Logger {
-    Logger::new(r#"%a "%{method}xi %{path}xi" %s %b %Dms %{x-request-id}o"#)
-        .custom_request_replace("method", |req: &ServiceRequest| req.method().to_string())
-        .custom_request_replace("path", |req: &ServiceRequest| req.path().to_owned())
-        .log_target("auth_server::access")
+/// `Authorization` header, cookies or bodies. Only installed when it logs (see
+/// [`service_kit::access_log`]).
+fn access_log() -> Condition<Logger> {
+    service_kit::access_log::logger("auth_server::access")
 }
 
 /// The Redis store of `settings.redis`: one server, a Cluster or a Sentinel-watched master.

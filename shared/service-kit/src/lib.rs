@@ -1,6 +1,7 @@
 //! Service plumbing for the actix-web servers of this system: what every service needs around
 //! its handlers, whatever it serves.
 //!
+//! - [`access_log`]: the access log, installed only when its target logs at `info`;
 //! - [`config`]: settings layered defaults → TOML file → environment, one-line errors;
 //! - [`cors`]: CORS for browser clients from the listed origins (`actix-cors`, and the answers
 //!   the contract asks of it);
@@ -20,6 +21,7 @@
 //! on `access-token` only for the error envelope ([`access_token::ApiError`]), which is wire
 //! contract, and for the metric registration helpers its series share.
 
+pub mod access_log;
 pub mod config;
 pub mod cors;
 pub mod duration;

@@ -4,7 +4,6 @@
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
 /// Binds `addr`; returns the listener and the port it got.
@@ -25,7 +24,7 @@ where
 {
     Ok(HttpServer::new(move || {
         App::new()
-            .wrap(from_fn(crate::limits::check))
+            .wrap(crate::limits::Limits::new())
             .wrap(crate::metrics::HttpMetrics)
             .route("/metrics", web::get().to(handler.clone()))
             .default_service(web::to(crate::rejections::not_found))

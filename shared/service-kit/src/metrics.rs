@@ -7,8 +7,12 @@
 //! ([`register`], [`counter`], [`counter_vec`], [`gauge`], [`gauge_vec`]) are `access-token`'s, re-exported
 //! here: that crate needs them for its own series and does not depend on this one.
 //!
-//! Cost on the hot path: a request does one hash-map lookup in a per-worker cache of resolved
-//! series (no lock, no allocation once warm) and a few atomic adds.
+//! Cost on the hot path: two hash-map lookups in per-worker caches (no lock, no allocation once
+//! warm): the request path's route label (what [`HttpRequest::match_pattern`] answers, matched
+//! once per distinct path instead of on every request), then the resolved series of (route,
+//! method, status); a few atomic adds; no boxed future.
+//!
+//! [`HttpRequest::match_pattern`]: actix_web::HttpRequest::match_pattern
 //!
 //! Label values are bounded by construction: `route` is the matched route *pattern*
 //! (`/articles/{id}`, never the raw path) or `unmatched`; `method` is one of the standard
@@ -17,9 +21,11 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::{Future, Ready, ready};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::LazyLock;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 pub use access_token::metrics::{counter, counter_vec, gauge, gauge_vec, prometheus, register};
@@ -100,23 +106,73 @@ where
 
     fn new_transform(&self, service: S) -> Self::Future {
         // One per worker thread: the series cache needs no lock.
-        ready(Ok(HttpMetricsService { service: Rc::new(service), series: Rc::default() }))
+        ready(Ok(HttpMetricsService { service, cache: Rc::default() }))
     }
 }
 
 /// A resolved pair of series for one (route, method, status).
-#[derive(Clone)]
 struct Series {
     count: IntCounter,
     duration: Histogram,
 }
 
-type SeriesKey = (Option<String>, &'static str, StatusCode);
+/// A route label by its index in [`SeriesCache::routes`].
+type RouteId = u16;
+
+type SeriesKey = (RouteId, &'static str, StatusCode);
+
+/// The series cache's hasher: a multiply-rotate hash (FxHash's), a few instructions per key
+/// where SipHash takes a hundred. Fine here: the keys are a route index, one of our method
+/// labels and a status, none of them text a client chooses. (Request paths, which are, keep
+/// std's SipHash.)
+#[derive(Default, Clone, Copy)]
+struct KeyHasher(u64);
+
+impl KeyHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.add(u64::from(byte));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        self.add(u64::from(n));
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+}
+
+/// One worker's resolved labels and series.
+#[derive(Default)]
+struct SeriesCache {
+    /// Request path → its route label, as `match_pattern` answered it (a pure function of the
+    /// path for a given app, so it is asked once per distinct path).
+    paths: HashMap<Box<str>, RouteId>,
+    /// The distinct route labels seen: route patterns, or [`UNMATCHED_ROUTE`].
+    routes: Vec<Box<str>>,
+    series: HashMap<SeriesKey, Series, BuildHasherDefault<KeyHasher>>,
+}
 
 /// The per-worker service of [`HttpMetrics`].
 pub struct HttpMetricsService<S> {
-    service: Rc<S>,
-    series: Rc<RefCell<HashMap<SeriesKey, Series>>>,
+    service: S,
+    cache: Rc<RefCell<SeriesCache>>,
 }
 
 impl<S> std::fmt::Debug for HttpMetricsService<S> {
@@ -129,24 +185,98 @@ impl<S> std::fmt::Debug for HttpMetricsService<S> {
 /// this only bounds memory should that ever stop being true).
 const MAX_CACHED_SERIES: usize = 1024;
 
-fn record(cache: &RefCell<HashMap<SeriesKey, Series>>, key: SeriesKey, seconds: f64) {
-    let mut cache = cache.borrow_mut();
-    if let Some(series) = cache.get(&key) {
+/// At most this many request paths per worker in the cache. Paths are the client's (e.g.
+/// `/articles/1`, `/articles/2`, ...): past the bound the cache starts again, so a client
+/// sending ever new paths costs a `match_pattern` per request, as without the cache.
+const MAX_CACHED_PATHS: usize = 1024;
+
+impl SeriesCache {
+    /// The route label of `req`'s path.
+    fn route(&mut self, req: &ServiceRequest) -> RouteId {
+        if let Some(&route) = self.paths.get(req.path()) {
+            return route;
+        }
+        let pattern = req.match_pattern();
+        let label = pattern.as_deref().unwrap_or(UNMATCHED_ROUTE);
+        let route = match self.routes.iter().position(|known| **known == *label) {
+            Some(i) => i,
+            None => {
+                if self.routes.len() > usize::from(RouteId::MAX) {
+                    // Unreachable with route patterns; bounds memory all the same.
+                    *self = Self::default();
+                }
+                self.routes.push(label.into());
+                self.routes.len() - 1
+            }
+        };
+        let route = RouteId::try_from(route).unwrap_or(RouteId::MAX);
+        if self.paths.len() >= MAX_CACHED_PATHS {
+            self.paths.clear();
+        }
+        self.paths.insert(req.path().into(), route);
+        route
+    }
+
+    fn record(&mut self, key: SeriesKey, seconds: f64) {
+        if let Some(series) = self.series.get(&key) {
+            series.count.inc();
+            series.duration.observe(seconds);
+            return;
+        }
+        let route = self.routes.get(usize::from(key.0)).map_or(UNMATCHED_ROUTE, |r| &**r);
+        let labels = [route, key.1, key.2.as_str()];
+        let series = Series {
+            count: HTTP_REQUESTS.with_label_values(&labels),
+            duration: HTTP_DURATION.with_label_values(&labels),
+        };
         series.count.inc();
         series.duration.observe(seconds);
-        return;
+        if self.series.len() >= MAX_CACHED_SERIES {
+            self.series.clear();
+        }
+        self.series.insert(key, series);
     }
-    let labels = [key.0.as_deref().unwrap_or(UNMATCHED_ROUTE), key.1, key.2.as_str()];
-    let series = Series {
-        count: HTTP_REQUESTS.with_label_values(&labels),
-        duration: HTTP_DURATION.with_label_values(&labels),
-    };
-    series.count.inc();
-    series.duration.observe(seconds);
-    if cache.len() >= MAX_CACHED_SERIES {
-        cache.clear();
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`HttpMetricsService`]: the inner service's, then the request counted.
+    pub struct HttpMetricsFuture<F> {
+        #[pin]
+        inner: F,
+        start: Instant,
+        route: RouteId,
+        method: &'static str,
+        cache: Rc<RefCell<SeriesCache>>,
     }
-    cache.insert(key, series);
+}
+
+impl<F> std::fmt::Debug for HttpMetricsFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HttpMetricsFuture")
+    }
+}
+
+impl<F, B> Future for HttpMetricsFuture<F>
+where
+    F: Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let Poll::Ready(result) = this.inner.poll(cx) else {
+            return Poll::Pending;
+        };
+        let status = match &result {
+            Ok(res) => res.status(),
+            // An error that escaped every handler: actix answers it with its own status.
+            Err(e) => e.as_response_error().status_code(),
+        };
+        this.cache
+            .borrow_mut()
+            .record((*this.route, this.method, status), this.start.elapsed().as_secs_f64());
+        Poll::Ready(result)
+    }
 }
 
 impl<S, B> Service<ServiceRequest> for HttpMetricsService<S>
@@ -156,26 +286,21 @@ where
 {
     type Response = ServiceResponse<B>;
     type Error = actix_web::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<ServiceResponse<B>, actix_web::Error>>>>;
+    type Future = HttpMetricsFuture<S::Future>;
 
     actix_web::dev::forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let start = Instant::now();
         let method = method_label(req.method());
-        let route = req.match_pattern();
-        let series = Rc::clone(&self.series);
-        let fut = self.service.call(req);
-        Box::pin(async move {
-            let result = fut.await;
-            let status = match &result {
-                Ok(res) => res.status(),
-                // An error that escaped every handler: actix answers it with its own status.
-                Err(e) => e.as_response_error().status_code(),
-            };
-            record(&series, (route, method, status), start.elapsed().as_secs_f64());
-            result
-        })
+        let route = self.cache.borrow_mut().route(&req);
+        HttpMetricsFuture {
+            inner: self.service.call(req),
+            start,
+            route,
+            method,
+            cache: Rc::clone(&self.cache),
+        }
     }
 }
 
@@ -246,5 +371,47 @@ mod tests {
         assert!(body.contains(r#"route="unmatched",status="404""#), "{body}");
         assert!(!body.contains("/items/1"), "{body}");
         assert!(body.contains("http_request_duration_seconds_bucket"), "{body}");
+    }
+
+    fn count(body: &str, series: &str) -> u64 {
+        body.lines().find_map(|line| line.strip_prefix(series)?.trim().parse().ok()).unwrap_or(0)
+    }
+
+    async fn refuse_teapots(
+        req: ServiceRequest,
+        next: actix_web::middleware::Next<impl MessageBody>,
+    ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+        if req.path() == "/cached/teapot" {
+            return Err(actix_web::error::ErrorImATeapot("no"));
+        }
+        next.call(req).await
+    }
+
+    #[actix_web::test]
+    async fn more_paths_than_the_cache_holds_still_count_by_pattern_and_errors_too() {
+        let app = init_service(
+            App::new()
+                .wrap(actix_web::middleware::from_fn(refuse_teapots))
+                .wrap(HttpMetrics)
+                .route("/cached/{id}", web::get().to(HttpResponse::Ok))
+                .route("/metrics", web::get().to(metrics_handler)),
+        )
+        .await;
+        let paths = MAX_CACHED_PATHS as u64 * 2 + 10;
+        for id in 0..paths {
+            let req = TestRequest::get().uri(&format!("/cached/{id}")).to_request();
+            assert!(call_service(&app, req).await.status().is_success());
+        }
+        for _ in 0..3 {
+            let req = TestRequest::get().uri("/cached/teapot").to_request();
+            assert!(app.call(req).await.is_err());
+        }
+        let req = TestRequest::get().uri("/metrics").to_request();
+        let body =
+            String::from_utf8(read_body(call_service(&app, req).await).await.to_vec()).unwrap();
+        let ok = r#"http_requests_total{method="GET",route="/cached/{id}",status="200"}"#;
+        let teapot = r#"http_requests_total{method="GET",route="/cached/{id}",status="418"}"#;
+        assert_eq!(count(&body, ok), paths, "{body}");
+        assert_eq!(count(&body, teapot), 3, "{body}");
     }
 }

@@ -3,17 +3,24 @@
 //! the `X-Request-Id` response header, so the access log shows it with `%{x-request-id}o`,
 //! and handlers can read it with the [`RequestId`] extractor.
 //!
+//! The middleware is [`RequestIds`] (`App::wrap(RequestIds)`); [`assign`] is the same for
+//! `actix_web::middleware::from_fn`, which costs two boxed futures per request more. A
+//! generated id is built on the stack (no formatting, no allocation until the response
+//! header).
+//!
 //! A client's id that is not sane is replaced, not rejected: it is only a correlation aid, and
 //! refusing requests over it would break clients for nothing. Replacing it keeps log lines
 //! free of whatever a client puts in the header (no log injection, bounded size).
 
 use std::fmt;
-use std::future::{Ready, ready};
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 
 use actix_web::body::MessageBody;
-use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
@@ -27,16 +34,53 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 pub const MAX_REQUEST_ID_LEN: usize = 64;
 
 /// The id of the current request (in the request extensions, and an extractor).
-#[derive(Clone, PartialEq, Eq)]
-pub struct RequestId(HeaderValue);
+#[derive(Clone)]
+pub struct RequestId(Repr);
+
+/// Longest generated id: the 12-character prefix, `-`, 16 hex digits.
+const GENERATED_MAX: usize = 32;
+
+#[derive(Clone)]
+enum Repr {
+    /// The client's (sane) header, shared with the request.
+    Client(HeaderValue),
+    /// A generated id, ASCII, inline.
+    Generated { text: [u8; GENERATED_MAX], len: u8 },
+}
 
 impl RequestId {
     /// The id as text.
     pub fn as_str(&self) -> &str {
         // Only ever built from sane (ASCII) text.
-        self.0.to_str().unwrap_or_default()
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Client(value) => value.as_bytes(),
+            Repr::Generated { text, len } => text.get(..usize::from(*len)).unwrap_or_default(),
+        }
+    }
+
+    /// The `X-Request-Id` response header.
+    fn header_value(&self) -> HeaderValue {
+        match &self.0 {
+            Repr::Client(value) => value.clone(),
+            // Base64url and hex only: always a valid header value.
+            Repr::Generated { .. } => {
+                HeaderValue::from_bytes(self.as_bytes()).unwrap_or(HeaderValue::from_static("0"))
+            }
+        }
     }
 }
+
+impl PartialEq for RequestId {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for RequestId {}
 
 impl fmt::Debug for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -57,7 +101,8 @@ pub fn is_sane(id: &[u8]) -> bool {
         && id.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// A random per-process prefix, so ids from two processes (or two restarts) never collide.
+/// A random per-process prefix, so ids from two processes (or two restarts) never collide:
+/// 9 random bytes, 12 base64url characters.
 static PREFIX: LazyLock<String> = LazyLock::new(|| {
     let mut bytes = [0u8; 9];
     if aws_lc_rs::rand::fill(&mut bytes).is_err() {
@@ -76,43 +121,136 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// random draw per request.
 pub fn generate() -> RequestId {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let id = format!("{}-{n:x}", *PREFIX);
-    // Base64url and hex only: always a valid header value.
-    RequestId(HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0")))
+    let mut text = [0u8; GENERATED_MAX];
+    let prefix = PREFIX.as_bytes();
+    let digits = ((u64::BITS - n.leading_zeros()).div_ceil(4) as usize).max(1);
+    let len = prefix.len() + 1 + digits;
+    if len > GENERATED_MAX {
+        // Unreachable (12 + 1 + 16); a constant id is still a valid one.
+        return RequestId(Repr::Client(HeaderValue::from_static("0")));
+    }
+    text[..prefix.len()].copy_from_slice(prefix);
+    text[prefix.len()] = b'-';
+    for (i, byte) in text[prefix.len() + 1..len].iter_mut().rev().enumerate() {
+        *byte = b"0123456789abcdef"[((n >> (4 * i)) & 0xf) as usize];
+    }
+    RequestId(Repr::Generated { text, len: len as u8 })
 }
 
 /// The client's id if sane, else a fresh one.
 pub fn from_header(value: Option<&HeaderValue>) -> RequestId {
     match value {
-        Some(v) if is_sane(v.as_bytes()) => RequestId(v.clone()),
+        Some(v) if is_sane(v.as_bytes()) => RequestId(Repr::Client(v.clone())),
         _ => generate(),
     }
 }
 
-/// Middleware (`actix_web::middleware::from_fn(request_id::assign)`) assigning the
-/// [`RequestId`] and echoing it in the response, error responses included. Wrap it inside the
-/// access log (`.wrap(from_fn(assign)).wrap(logger)`) so the log sees the header.
-pub async fn assign(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+/// The id of a request: its `X-Request-Id` if sane and alone, else a fresh one.
+fn for_request(req: &ServiceRequest) -> RequestId {
     let mut values = req.headers().get_all(REQUEST_ID_HEADER);
     let first = values.next();
     // Two ids is no id: which one would the log mean?
-    let id = if values.next().is_some() { generate() } else { from_header(first) };
-    req.extensions_mut().insert(id.clone());
-    match next.call(req).await {
+    if values.next().is_some() { generate() } else { from_header(first) }
+}
+
+/// `id` on the outcome of a request, error responses included.
+fn stamp<B>(
+    result: Result<ServiceResponse<B>, actix_web::Error>,
+    id: &RequestId,
+) -> Result<ServiceResponse<B>, actix_web::Error> {
+    match result {
         Ok(mut res) => {
-            res.headers_mut().insert(REQUEST_ID_HEADER, id.0);
+            res.headers_mut().insert(REQUEST_ID_HEADER, id.header_value());
             Ok(res)
         }
         Err(e) => {
             // Turned into a response here so the id is on it too.
             let mut res = e.error_response();
-            res.headers_mut().insert(REQUEST_ID_HEADER, id.0);
+            res.headers_mut().insert(REQUEST_ID_HEADER, id.header_value());
             Err(actix_web::error::InternalError::from_response(e, res).into())
         }
     }
+}
+
+/// Middleware assigning the [`RequestId`] and echoing it in the response, error responses
+/// included. Wrap it inside the access log (`.wrap(RequestIds).wrap(logger)`) so the log sees
+/// the header.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestIds;
+
+impl<S, B> Transform<S, ServiceRequest> for RequestIds
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Transform = RequestIdService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(RequestIdService { service }))
+    }
+}
+
+/// The service of [`RequestIds`].
+#[derive(Debug)]
+pub struct RequestIdService<S> {
+    service: S,
+}
+
+impl<S, B> Service<ServiceRequest> for RequestIdService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = actix_web::Error;
+    type Future = RequestIdFuture<S::Future>;
+
+    actix_web::dev::forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let id = for_request(&req);
+        req.extensions_mut().insert(id.clone());
+        RequestIdFuture { inner: self.service.call(req), id }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`RequestIdService`]: the inner service's, then the id on the response.
+    pub struct RequestIdFuture<F> {
+        #[pin]
+        inner: F,
+        id: RequestId,
+    }
+}
+
+impl<F> fmt::Debug for RequestIdFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestIdFuture").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+impl<F, B> Future for RequestIdFuture<F>
+where
+    F: Future<Output = Result<ServiceResponse<B>, actix_web::Error>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        this.inner.poll(cx).map(|result| stamp(result, this.id))
+    }
+}
+
+/// [`RequestIds`] as a function, for `actix_web::middleware::from_fn(request_id::assign)`.
+pub async fn assign(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = for_request(&req);
+    req.extensions_mut().insert(id.clone());
+    stamp(next.call(req).await, &id)
 }
 
 impl FromRequest for RequestId {
@@ -149,11 +287,48 @@ mod tests {
         let b = generate();
         assert_ne!(a, b);
         assert!(is_sane(a.as_str().as_bytes()), "{a}");
+        // The prefix, `-`, the counter in lowercase hex without leading zeros.
+        let (prefix, n) = b.as_str().rsplit_once('-').unwrap();
+        assert_eq!(prefix, PREFIX.as_str());
+        assert_eq!(prefix.len(), 12);
+        let n = u64::from_str_radix(n, 16).unwrap();
+        assert_eq!(b.as_str(), format!("{}-{n:x}", *PREFIX));
+        assert_eq!(b.header_value(), b.as_str());
+    }
+
+    #[actix_web::test]
+    async fn the_from_fn_form_echoes_the_id_too() {
+        let app = init_service(App::new().wrap(from_fn(assign)).route(
+            "/",
+            web::get().to(|id: RequestId| async move { HttpResponse::Ok().body(id.to_string()) }),
+        ))
+        .await;
+        let req = TestRequest::get().uri("/").insert_header(("x-request-id", "abc-1")).to_request();
+        let res = call_service(&app, req).await;
+        assert_eq!(res.headers().get("x-request-id").unwrap(), "abc-1");
+        assert_eq!(read_body(res).await, "abc-1");
+        let res = call_service(&app, TestRequest::get().uri("/").to_request()).await;
+        let id = res.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned();
+        assert!(is_sane(id.as_bytes()));
+        assert_eq!(read_body(res).await, id);
+    }
+
+    #[actix_web::test]
+    async fn an_error_from_inner_middleware_carries_the_id() {
+        let refuse = |_: ServiceRequest, _: Next<actix_web::body::BoxBody>| async {
+            Err::<ServiceResponse, _>(actix_web::error::ErrorForbidden("no"))
+        };
+        let app = init_service(App::new().wrap(from_fn(refuse)).wrap(RequestIds)).await;
+        let req = TestRequest::get().uri("/").insert_header(("x-request-id", "e-1")).to_request();
+        let err = app.call(req).await.err().unwrap();
+        let res = err.error_response();
+        assert_eq!(res.status(), 403);
+        assert_eq!(res.headers().get("x-request-id").unwrap(), "e-1");
     }
 
     #[actix_web::test]
     async fn a_sane_id_is_echoed_and_an_insane_one_replaced() {
-        let app = init_service(App::new().wrap(from_fn(assign)).route(
+        let app = init_service(App::new().wrap(RequestIds).route(
             "/",
             web::get().to(|id: RequestId| async move { HttpResponse::Ok().body(id.to_string()) }),
         ))
@@ -179,7 +354,7 @@ mod tests {
 
     #[actix_web::test]
     async fn unmatched_paths_get_an_id_too() {
-        let app = init_service(App::new().wrap(from_fn(assign))).await;
+        let app = init_service(App::new().wrap(RequestIds)).await;
         let req = TestRequest::get().uri("/nope").to_request();
         let res = call_service(&app, req).await;
         assert_eq!(res.status(), 404);
