@@ -180,8 +180,8 @@ mod tests {
             .iter()
             .filter_map(|v| v.as_str())
             .collect();
-        assert!(codes.contains(&"invalid_token") && codes.contains(&"internal_error"), "{codes:?}");
-        assert_eq!(codes.len(), 12, "the contract's codes, invalid_client included");
+        assert!(codes.contains(&"invalid_token") && codes.contains(&"forbidden"), "{codes:?}");
+        assert_eq!(codes.len(), 13, "the contract's codes, invalid_client and forbidden included");
         let body = serde_json::to_value(access_token::ApiError::internal().body()).unwrap();
         for field in body.as_object().unwrap().keys() {
             assert!(schemas["ErrorBody"]["properties"][field].is_object(), "{field}");
