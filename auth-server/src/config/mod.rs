@@ -107,9 +107,13 @@ pub struct Settings {
     #[serde(deserialize_with = "positive_usize")]
     pub revocations_max_waiters: usize,
     /// `AUTH_KEY_ROTATION_INTERVAL`: rotate the signing key when the active one is this old;
-    /// `None` (the default): never by itself. Not yet in effect.
+    /// `None` (the default): never by itself (see [`crate::rotation`]).
     #[serde(deserialize_with = "optional_duration::<_, AtLeastOneSecond>")]
     pub key_rotation_interval: Option<Duration>,
+    /// How scheduled rotation paces itself: the contract's values, shorter in tests only (no
+    /// environment variable).
+    #[serde(skip)]
+    pub key_rotation_timing: crate::rotation::Timing,
     /// `AUTH_METRICS_BIND`: serve `GET /metrics` on this address only; `None` (the default):
     /// on [`Self::bind`] with the API.
     #[serde(deserialize_with = "optional")]
@@ -142,6 +146,7 @@ impl Default for Settings {
             introspection_clients: IntrospectionClients::default(),
             revocations_max_waiters: crate::revocations::DEFAULT_MAX_WAITERS,
             key_rotation_interval: None,
+            key_rotation_timing: crate::rotation::Timing::default(),
             metrics_bind: None,
         }
     }
@@ -207,11 +212,7 @@ impl Settings {
     /// The settings that are set (not at their default) though this build does not act on
     /// them yet, by environment variable; the server warns about each at start-up.
     pub fn not_yet_in_effect(&self) -> Vec<&'static str> {
-        let mut set = Vec::new();
-        if self.key_rotation_interval.is_some() {
-            set.push("AUTH_KEY_ROTATION_INTERVAL");
-        }
-        set
+        Vec::new()
     }
 }
 
