@@ -673,6 +673,8 @@ mod tests {
             load(&[("AUTH_KEY_ROTATION_INTERVAL", "30d"), ("AUTH_METRICS_BIND", "127.0.0.1:9100")])
                 .unwrap();
         assert_eq!(s.key_rotation_interval, Some(Duration::from_secs(30 * 86_400)));
+        assert!(s.not_yet_in_effect().is_empty(), "scheduled rotation is in effect");
+        assert_eq!(s.key_rotation_timing, crate::rotation::Timing::default());
         assert_eq!(s.metrics_bind.as_ref().map(BindAddr::as_str), Some("127.0.0.1:9100"));
         assert_eq!(
             load(&[("AUTH_KEY_ROTATION_INTERVAL", "")]).unwrap().key_rotation_interval,
