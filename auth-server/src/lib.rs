@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod passwords;
 pub mod refresh_cookie;
 pub mod revocations;
+pub mod rotation;
 pub mod routes;
 pub mod session_routes;
 pub mod sessions;
@@ -78,6 +79,7 @@ pub struct Application {
     server: Server,
     metrics: Option<(Server, u16)>,
     keys: Arc<LiveSigningKeys>,
+    rotation: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Application {
@@ -117,6 +119,21 @@ impl Application {
             log::warn!("{name} is set but not in effect in this build yet");
         }
         let store = store_for(&settings)?;
+        // `AUTH_KEY_ROTATION_INTERVAL`: every instance checks, one at a time acts.
+        let rotation = settings.key_rotation_interval.map(|interval| {
+            log::info!(
+                "scheduled key rotation: when the active key is {} old",
+                humantime::format_duration(interval)
+            );
+            rotation::Rotator::new(
+                KeyFolder::new(&settings.keys_dir),
+                store.clone(),
+                interval,
+                settings.key_rotation_timing,
+                settings.access_token_ttl,
+            )
+            .spawn()
+        });
         let probe = store.clone();
         tokio::spawn(async move {
             match probe.ping().await {
@@ -232,7 +249,7 @@ impl Application {
         .listen(listener)
         .map_err(|source| StartError::Bind { addr: "listener".into(), source })?
         .run();
-        Ok(Self { port, server, metrics, keys })
+        Ok(Self { port, server, metrics, keys, rotation })
     }
 
     /// The port the server listens on (useful with port 0).
@@ -250,6 +267,11 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let stopped =
             service_kit::listen::run(self.server, self.metrics.map(|(server, _)| server)).await;
+        // A step cut short leaves the folder consistent (each write is atomic) and the lock
+        // goes with its TTL.
+        if let Some(rotation) = self.rotation {
+            rotation.abort();
+        }
         // It signs nothing any more: `keys prune` need not wait for its status to go stale.
         self.keys.remove_status();
         stopped

@@ -19,6 +19,7 @@
 //! | `auth_redis_unreplicated_writes_total` | | writes that must not be lost answered without a replica's acknowledgement (`WAIT` got none in time, or skipped while none answers) |
 //! | `auth_signing_key_info` | `kid` | 1 for the key signing new tokens |
 //! | `auth_key_reloads_total` | `outcome`: `ok`, `failed` | re-reads of the keys folder (file change, poll, SIGHUP) |
+//! | `auth_key_rotations_total` | `step`: `add`, `activate`, `prune`; `outcome`: `ok`, `failed` | steps of scheduled key rotation (`AUTH_KEY_ROTATION_INTERVAL`) this instance ran |
 //! | `auth_key_reload_failing` | | 1 while the last re-read failed: the server signs with the previous key, not the state's active one |
 //!
 //! Every update is one atomic operation on a series resolved once.
@@ -140,6 +141,14 @@ static KEY_RELOAD_FAILING: LazyLock<IntGauge> = LazyLock::new(|| {
     )
 });
 
+static KEY_ROTATIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "auth_key_rotations_total",
+        "Steps of scheduled key rotation this instance ran, by step (add, activate, prune) and outcome (ok, failed).",
+        &["step", "outcome"],
+    )
+});
+
 /// Registers every series, so each shows (at 0) from the first scrape on.
 pub fn init() {
     for outcome in ["success", "invalid_credentials", "rate_limited", "unavailable"] {
@@ -169,6 +178,16 @@ pub fn init() {
         KEY_RELOADS.with_label_values(&[outcome]);
     }
     LazyLock::force(&KEY_RELOAD_FAILING);
+    for step in ["add", "activate", "prune"] {
+        for outcome in ["ok", "failed"] {
+            KEY_ROTATIONS.with_label_values(&[step, outcome]);
+        }
+    }
+}
+
+/// A step of scheduled key rotation (`add`, `activate`, `prune`): whether it worked.
+pub fn key_rotation(step: &'static str, ok: bool) {
+    KEY_ROTATIONS.with_label_values(&[step, if ok { "ok" } else { "failed" }]).inc();
 }
 
 /// A re-read of the keys folder: whether it worked.

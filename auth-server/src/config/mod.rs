@@ -107,9 +107,13 @@ pub struct Settings {
     #[serde(deserialize_with = "positive_usize")]
     pub revocations_max_waiters: usize,
     /// `AUTH_KEY_ROTATION_INTERVAL`: rotate the signing key when the active one is this old;
-    /// `None` (the default): never by itself. Not yet in effect.
+    /// `None` (the default): never by itself (see [`crate::rotation`]).
     #[serde(deserialize_with = "optional_duration::<_, AtLeastOneSecond>")]
     pub key_rotation_interval: Option<Duration>,
+    /// How scheduled rotation paces itself: the contract's values, shorter in tests only (no
+    /// environment variable).
+    #[serde(skip)]
+    pub key_rotation_timing: crate::rotation::Timing,
     /// `AUTH_METRICS_BIND`: serve `GET /metrics` on this address only; `None` (the default):
     /// on [`Self::bind`] with the API.
     #[serde(deserialize_with = "optional")]
@@ -142,6 +146,7 @@ impl Default for Settings {
             introspection_clients: IntrospectionClients::default(),
             revocations_max_waiters: crate::revocations::DEFAULT_MAX_WAITERS,
             key_rotation_interval: None,
+            key_rotation_timing: crate::rotation::Timing::default(),
             metrics_bind: None,
         }
     }
@@ -207,11 +212,7 @@ impl Settings {
     /// The settings that are set (not at their default) though this build does not act on
     /// them yet, by environment variable; the server warns about each at start-up.
     pub fn not_yet_in_effect(&self) -> Vec<&'static str> {
-        let mut set = Vec::new();
-        if self.key_rotation_interval.is_some() {
-            set.push("AUTH_KEY_ROTATION_INTERVAL");
-        }
-        set
+        Vec::new()
     }
 }
 
@@ -672,6 +673,8 @@ mod tests {
             load(&[("AUTH_KEY_ROTATION_INTERVAL", "30d"), ("AUTH_METRICS_BIND", "127.0.0.1:9100")])
                 .unwrap();
         assert_eq!(s.key_rotation_interval, Some(Duration::from_secs(30 * 86_400)));
+        assert!(s.not_yet_in_effect().is_empty(), "scheduled rotation is in effect");
+        assert_eq!(s.key_rotation_timing, crate::rotation::Timing::default());
         assert_eq!(s.metrics_bind.as_ref().map(BindAddr::as_str), Some("127.0.0.1:9100"));
         assert_eq!(
             load(&[("AUTH_KEY_ROTATION_INTERVAL", "")]).unwrap().key_rotation_interval,

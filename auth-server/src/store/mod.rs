@@ -1,7 +1,8 @@
 //! The auth server's Redis: one connection type ([`Store`]), its errors, the deadline every
 //! call gets, and the count of failed calls; the commands and Lua scripts live with their
 //! concern: [`users`] (accounts), [`sessions`] (refresh-token sessions), [`revocations`] (the
-//! session revocation list), [`throttle`] (login and registration limits).
+//! session revocation list), [`throttle`] (login and registration limits), [`locks`] (one
+//! instance at a time, e.g. scheduled key rotation).
 //!
 //! Each Lua script is a `.lua` file under `store/lua/`, loaded with `include_str!`; its header
 //! names the keys and arguments it takes, what it returns and the hash slot its keys share.
@@ -16,6 +17,7 @@
 //! [`StoreError::Unavailable`] and answers 503, never a verdict on the token.
 
 mod conn;
+pub mod locks;
 pub mod revocations;
 pub mod sessions;
 pub mod throttle;

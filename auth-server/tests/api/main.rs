@@ -22,6 +22,7 @@ mod register;
 mod revocation;
 mod revocation_process;
 mod scale;
+mod scheduled_rotation;
 mod sessions;
 mod shutdown;
 mod storage;
