@@ -13,8 +13,7 @@
 //! Bodies are bounded by the extractors' configs ([`crate::rejections::json_config`],
 //! [`crate::rejections::form_config`], [`MAX_BODY_BYTES`]).
 //!
-//! The middleware is [`Limits`] (`App::wrap(Limits::new())`; [`check`] is the same for
-//! `actix_web::middleware::from_fn`, at two boxed futures per request more). It applies the
+//! The middleware is [`Limits`] (`App::wrap(Limits::new())`). It applies the
 //! header-line limit to every header. A resource server whose `Authorization` header carries
 //! the token exempts that header ([`Limits::exempt`]), so an over-long token gets the
 //! contract's 401 with `WWW-Authenticate` from the verifier (which refuses tokens over
@@ -32,7 +31,6 @@ use actix_web::body::{BodySize, BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{CONTENT_LENGTH, HeaderName, TRANSFER_ENCODING};
 use actix_web::http::{ConnectionType, StatusCode};
-use actix_web::middleware::Next;
 use actix_web::web::Bytes;
 
 use access_token::ApiError;
@@ -251,17 +249,6 @@ fn has_body(req: &ServiceRequest) -> bool {
             .headers()
             .get(CONTENT_LENGTH)
             .is_some_and(|v| v.to_str().map_or(true, |v| v.trim() != "0"))
-}
-
-/// [`Limits::new`] as a function, for `actix_web::middleware::from_fn(check)`.
-pub async fn check(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    if let Some(err) = head_error(&req, &[]) {
-        return Err(err.into());
-    }
-    within_deadline(next.call(req)).await
 }
 
 /// Runs a request under [`REQUEST_DEADLINE`]; past it, 408 `invalid_request`.

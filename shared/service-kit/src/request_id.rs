@@ -3,9 +3,7 @@
 //! the `X-Request-Id` response header, so the access log shows it with `%{x-request-id}o`,
 //! and handlers can read it with the [`RequestId`] extractor.
 //!
-//! The middleware is [`RequestIds`] (`App::wrap(RequestIds)`); [`assign`] is the same for
-//! `actix_web::middleware::from_fn`, which costs two boxed futures per request more. A
-//! generated id is built on the stack (no formatting, no allocation until the response
+//! The middleware is [`RequestIds`] (`App::wrap(RequestIds)`). A generated id is built on the stack (no formatting, no allocation until the response
 //! header).
 //!
 //! A client's id that is not sane is replaced, not rejected: it is only a correlation aid, and
@@ -19,10 +17,8 @@ use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
-use actix_web::body::MessageBody;
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -243,16 +239,6 @@ where
     }
 }
 
-/// [`RequestIds`] as a function, for `actix_web::middleware::from_fn(request_id::assign)`.
-pub async fn assign(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let id = for_request(&req);
-    req.extensions_mut().insert(id.clone());
-    stamp(next.call(req).await, &id)
-}
-
 impl FromRequest for RequestId {
     type Error = std::convert::Infallible;
     type Future = Ready<Result<Self, Self::Error>>;
@@ -297,27 +283,11 @@ mod tests {
     }
 
     #[actix_web::test]
-    async fn the_from_fn_form_echoes_the_id_too() {
-        let app = init_service(App::new().wrap(from_fn(assign)).route(
-            "/",
-            web::get().to(|id: RequestId| async move { HttpResponse::Ok().body(id.to_string()) }),
-        ))
-        .await;
-        let req = TestRequest::get().uri("/").insert_header(("x-request-id", "abc-1")).to_request();
-        let res = call_service(&app, req).await;
-        assert_eq!(res.headers().get("x-request-id").unwrap(), "abc-1");
-        assert_eq!(read_body(res).await, "abc-1");
-        let res = call_service(&app, TestRequest::get().uri("/").to_request()).await;
-        let id = res.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned();
-        assert!(is_sane(id.as_bytes()));
-        assert_eq!(read_body(res).await, id);
-    }
-
-    #[actix_web::test]
     async fn an_error_from_inner_middleware_carries_the_id() {
-        let refuse = |_: ServiceRequest, _: Next<actix_web::body::BoxBody>| async {
-            Err::<ServiceResponse, _>(actix_web::error::ErrorForbidden("no"))
-        };
+        let refuse =
+            |_: ServiceRequest, _: actix_web::middleware::Next<actix_web::body::BoxBody>| async {
+                Err::<ServiceResponse, _>(actix_web::error::ErrorForbidden("no"))
+            };
         let app = init_service(App::new().wrap(from_fn(refuse)).wrap(RequestIds)).await;
         let req = TestRequest::get().uri("/").insert_header(("x-request-id", "e-1")).to_request();
         let err = app.call(req).await.err().unwrap();
