@@ -204,6 +204,18 @@ impl Node {
         }
     }
 
+    /// SIGSTOP (`stop`) or SIGCONT by PID: a stopped node keeps its sockets open (the kernel
+    /// still accepts connections) but answers nothing, like a node stuck under load.
+    pub(crate) fn signal_stop(&self, stop: bool) {
+        let Some(child) = self.child.as_ref() else { panic!("node {} is not running", self.port) };
+        let signal = if stop { "-STOP" } else { "-CONT" };
+        let status = std::process::Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {signal} on the node on port {}", self.port);
+    }
+
     /// Whether our process is alive (reaps it if it died).
     pub(crate) fn is_running(&mut self) -> bool {
         match self.child.as_mut().map(Child::try_wait) {

@@ -377,6 +377,39 @@ impl RedisSentinel {
         new_port
     }
 
+    /// [`Self::failover`] whose leading sentinel (the one asked) stops answering for `pause`
+    /// from the moment the replica acts as master: the other sentinels, which only learn of a
+    /// failover from the leader, keep naming the old master with no flag, while it still takes
+    /// writes that it drops when demoted. Returns the new master's port.
+    pub fn failover_pausing_leader(&mut self, pause: Duration) -> u16 {
+        self.wait_ready();
+        let old = self.master_index();
+        let new = 1 - old;
+        wait_until("SENTINEL FAILOVER to be accepted", SETTLE_TIMEOUT, || {
+            self.sentinels[0]
+                .query::<String>(redis::cmd("SENTINEL").arg("FAILOVER").arg(&self.master_name))
+                .map_err(|e| format!("SENTINEL FAILOVER: {e}"))
+        });
+        wait_until("the replica to act as master", SETTLE_TIMEOUT, || {
+            let replication: String = self.data[new]
+                .query(redis::cmd("INFO").arg("replication"))
+                .map_err(|e| format!("INFO on node {new}: {e}"))?;
+            match info_field(&replication, "role") {
+                Some("master") => Ok(()),
+                role => Err(format!("node {new} reports role {role:?}")),
+            }
+        });
+        self.sentinels[0].signal_stop(true);
+        std::thread::sleep(pause);
+        self.sentinels[0].signal_stop(false);
+        self.wait_promoted(new);
+        let new_port = self.data[new].port();
+        wait_until("the sentinels to demote the old master", SETTLE_TIMEOUT, || {
+            replica_of(&self.data[old], new_port)
+        });
+        new_port
+    }
+
     /// Restarts the master [`Self::kill_master`] killed as a replica of the current master —
     /// the config a sentinel would have rewritten had the node been reachable — and waits until
     /// the sentinels see it in sync.

@@ -15,9 +15,9 @@
 //! TLS (`rediss://`) and ACL credentials (`user:password@` in the URLs) work in every mode; a
 //! URL, which may hold a password, is never logged: only `host:port`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -110,6 +110,7 @@ impl Conn {
             newest_epoch: tokio::sync::Mutex::new(0),
             current: ArcSwapOption::empty(),
             looked_up: std::sync::atomic::AtomicBool::new(false),
+            verdict: std::sync::Mutex::new(None),
         })))
     }
 
@@ -166,6 +167,29 @@ impl Conn {
         // An error reply (e.g. the node was demoted by a failover since the write: "WAIT cannot
         // be used with replica instances") is a failure of the call, not a malformed answer.
         Ok(redis::from_redis_value(reply.extract_error()?)?)
+    }
+
+    /// Whether the node that ran the last write to `key` (routed as [`Self::wait_replicas`])
+    /// has a replica that is online and acknowledged its stream within the last second
+    /// (`INFO replication`: `state=online`, `lag` ≤ 1): one that is alive but behind, which a
+    /// failover right now could promote without the write.
+    pub(crate) async fn replica_live(&mut self, key: &str) -> RedisResult<bool> {
+        let mut cmd = redis::cmd("INFO");
+        cmd.arg("replication");
+        let reply = match &mut *self {
+            Self::Cluster(conn) => {
+                let route = Route::new(slot(key.as_bytes()), SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                conn.route_command(cmd, routing).await?
+            }
+            other => other.req_packed_command(&cmd).await?,
+        };
+        let info: String = redis::from_redis_value(reply.extract_error()?)?;
+        let live = has_live_replica(&info);
+        if live && let Self::Sentinel(master) | Self::SentinelPinned(master, _) = self {
+            master.forget_verdict();
+        }
+        Ok(live)
     }
 
     /// After a write no replica acknowledged in time: whether it may be answered anyway. Yes
@@ -332,6 +356,10 @@ pub(crate) struct SentinelMaster {
     newest_epoch: tokio::sync::Mutex<u64>,
     /// The master in use; `None` until looked up, and again after it failed.
     current: ArcSwapOption<Master>,
+    /// The last [`Self::alone`] verdict: the master it concerns, when it was asked, the answer.
+    /// Reused for [`ALONE_REUSE`] so that a burst of unreplicated writes asks the sentinels
+    /// once; forgotten as soon as a write finds a live replica (see [`Conn::replica_live`]).
+    verdict: std::sync::Mutex<Option<(String, Instant, bool)>>,
     /// Whether a lookup succeeded before.
     looked_up: std::sync::atomic::AtomicBool,
 }
@@ -340,9 +368,17 @@ pub(crate) struct SentinelMaster {
 struct Named {
     /// The master's `host:port`.
     addr: String,
-    /// No sentinel reached flags the master down or failing over.
-    settled: bool,
+    /// Every sentinel answered, all name this master in the same configuration epoch, and none
+    /// flags it down or failing over: a write no replica acknowledged is then not about to be
+    /// dropped by a demotion. Only the leading sentinel flags a failover (the others name the
+    /// old master until its hello messages reach them), so one that does not answer, or answers
+    /// differently, is taken to be that leader.
+    alone: bool,
 }
+
+/// How long an [`SentinelMaster::alone`] verdict is reused: short against a failover that
+/// starts meanwhile, which a live replica seen in between also cancels.
+const ALONE_REUSE: Duration = Duration::from_millis(200);
 
 /// How long one sentinel may take to connect or answer.
 const SENTINEL_TIMEOUT: Duration = Duration::from_millis(300);
@@ -389,17 +425,37 @@ impl SentinelMaster {
     }
 
     /// After a write on `used` that no replica acknowledged: whether `used` is still the master
-    /// (by the newest configuration) and no sentinel sees a failover under way (during one, the
-    /// old master is still named until its replica is promoted, and drops what it took since).
+    /// (by the newest configuration), a majority of the sentinels answer, and none sees a
+    /// failover under way or a replica up (during a failover the old master is still named
+    /// until its replica is promoted, and drops what it took since; only the leading sentinel
+    /// flags it, but every sentinel sees the replica being promoted as up).
     /// When another node is named, `used` is forgotten (if still in use) so the next call goes
     /// there.
     async fn alone(&self, used: &Arc<Master>) -> RedisResult<bool> {
+        let recent = || {
+            let verdict = self.verdict.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            verdict.as_ref().and_then(|(addr, at, alone)| {
+                (*addr == used.addr && at.elapsed() < ALONE_REUSE).then_some(*alone)
+            })
+        };
+        if let Some(alone) = recent() {
+            return Ok(alone);
+        }
         let named = {
             let mut newest = self.newest_epoch.lock().await;
-            self.ask(&mut newest).await?
+            // One lookup at a time: the calls that waited take the verdict it left.
+            if let Some(alone) = recent() {
+                return Ok(alone);
+            }
+            let asked = Instant::now();
+            let named = self.ask(&mut newest).await?;
+            let alone = named.addr == used.addr && named.alone;
+            *self.verdict.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some((used.addr.clone(), asked, alone));
+            named
         };
         if named.addr == used.addr {
-            return Ok(named.settled);
+            return Ok(named.alone);
         }
         let previous = self.current.compare_and_swap(used, None::<Arc<Master>>);
         if previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, used)) {
@@ -411,6 +467,12 @@ impl SentinelMaster {
             );
         }
         Ok(false)
+    }
+
+    /// Drops the [`Self::alone`] verdict: a live replica was seen, so the next unreplicated
+    /// write (e.g. on a master whose replica was just promoted) asks the sentinels afresh.
+    fn forget_verdict(&self) {
+        *self.verdict.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
     /// Asks every sentinel about the master and follows the newest configuration epoch (never
@@ -429,26 +491,34 @@ impl SentinelMaster {
         .await;
         let mut last_error = None;
         let mut best: Option<(u64, String)> = None;
-        let mut settled = true;
+        let mut seen = HashSet::new();
+        let mut alone = true;
         for answer in answers {
             match answer {
                 Ok(master) => {
                     let epoch =
                         master.get("config-epoch").and_then(|e| e.parse().ok()).unwrap_or(0);
                     let flags = master.get("flags").map(String::as_str).unwrap_or_default();
-                    settled &= !flags.split(',').any(|f| {
+                    alone &= !flags.split(',').any(|f| {
                         matches!(f, "failover_in_progress" | "s_down" | "o_down" | "promoted")
                     });
                     let (Some(ip), Some(port)) = (master.get("ip"), master.get("port")) else {
+                        alone = false;
                         continue;
                     };
+                    let addr = format!("{ip}:{port}");
+                    seen.insert((epoch, addr.clone()));
                     if best.as_ref().is_none_or(|(e, _)| epoch > *e) {
-                        best = Some((epoch, format!("{ip}:{port}")));
+                        best = Some((epoch, addr));
                     }
                 }
-                Err(e) => last_error = Some(e),
+                Err(e) => {
+                    alone = false;
+                    last_error = Some(e);
+                }
             }
         }
+        alone &= seen.len() == 1;
         let Some((epoch, addr)) = best else {
             return Err(last_error.unwrap_or_else(|| {
                 RedisError::from((redis::ErrorKind::Client, "no sentinel knows the master"))
@@ -461,7 +531,7 @@ impl SentinelMaster {
             )));
         }
         *newest = epoch;
-        Ok(Named { addr, settled })
+        Ok(Named { addr, alone })
     }
 
     /// After a call on `used`: forgets it if `error` says it may no longer be the master, so the
@@ -481,6 +551,21 @@ impl SentinelMaster {
             );
         }
     }
+}
+
+/// Whether an `INFO replication` text lists a replica line (`slave0:ip=…,state=online,…,lag=0`)
+/// that is online with a lag of at most one second.
+fn has_live_replica(info: &str) -> bool {
+    info.lines().filter(|l| l.starts_with("slave")).filter_map(|l| l.split_once(':')).any(
+        |(name, fields)| {
+            name[5..].bytes().all(|b| b.is_ascii_digit()) && {
+                let field =
+                    |k: &str| fields.split(',').find_map(|f| f.strip_prefix(k)?.strip_prefix('='));
+                field("state") == Some("online")
+                    && field("lag").and_then(|l| l.parse::<u64>().ok()).is_some_and(|l| l <= 1)
+            }
+        },
+    )
 }
 
 /// Whether an error means the node may not be the master any more: a dead or refused
@@ -543,5 +628,27 @@ e 127.0.0.1:7004@17004 master - 0 0 4 connected
             cluster_primaries(text),
             [("127.0.0.1".to_owned(), 7000), ("127.0.0.1".to_owned(), 7001)]
         );
+    }
+
+    #[test]
+    fn a_live_replica_is_online_with_a_lag_of_at_most_one_second() {
+        let info = |line: &str| {
+            format!(
+                "# Replication\r\nrole:master\r\nconnected_slaves:1\r\n{line}\r\nslave_read_repl_offset:5\r\n"
+            )
+        };
+        assert!(has_live_replica(&info(
+            "slave0:ip=127.0.0.1,port=7001,state=online,offset=9,lag=0"
+        )));
+        assert!(has_live_replica(&info("slave1:ip=::1,port=7001,state=online,offset=9,lag=1")));
+        assert!(!has_live_replica(&info(
+            "slave0:ip=127.0.0.1,port=7001,state=online,offset=9,lag=4"
+        )));
+        assert!(!has_live_replica(&info(
+            "slave0:ip=127.0.0.1,port=7001,state=wait_bgsave,offset=0,lag=0"
+        )));
+        assert!(!has_live_replica(&info("slave0:ip=127.0.0.1,port=7001,state=online,offset=9")));
+        // `slave_read_repl_offset` and friends are not replica lines.
+        assert!(!has_live_replica("role:slave\r\nslave_repl_offset:5\r\nslave_priority:100\r\n"));
     }
 }

@@ -43,6 +43,10 @@ pub const CALL_TIMEOUT: Duration = Duration::from_millis(900);
 /// How long a write that must not be lost waits for a replica's acknowledgement (`WAIT`).
 pub const WAIT_TIMEOUT: Duration = Duration::from_millis(200);
 
+/// How long a write waits again when its `WAIT` timed out but the node has a live replica
+/// (one that is behind, e.g. on a loaded machine); within [`CALL_TIMEOUT`].
+pub const WAIT_BEHIND_TIMEOUT: Duration = Duration::from_millis(600);
+
 /// After a `WAIT` that no replica answered in time, writes stop waiting for this long (and are
 /// counted in `auth_redis_unreplicated_writes_total`): a deployment whose replica is down (e.g.
 /// a promoted replica whose old primary has not come back) is not slowed down by every write.
@@ -224,12 +228,20 @@ impl Store {
     /// After a write to `key` that must not be lost (a rotation, a new session, a new user):
     /// with replicas (Cluster, Sentinel), waits until one acknowledged it (`WAIT 1`, at most
     /// [`WAIT_TIMEOUT`]), so that a failover right after the answer cannot lose it. When none
-    /// answers in time the write stays answered (its primary has it; only a failover before a
-    /// replica catches up would lose it), is counted in `auth_redis_unreplicated_writes_total`,
-    /// and writes stop waiting for [`WAIT_BACKOFF`] — except on Sentinel when the sentinels name
-    /// another master by now or see a replica up (a `SENTINEL FAILOVER` in progress: the old
-    /// master accepts writes until it is demoted, then drops them): that is a 503. An error (the connection died after the write) is a 503 too:
-    /// the client repeats, which every caller makes safe.
+    /// answers in time:
+    /// - if the node has a live replica (online, acknowledging within a second: alive but
+    ///   behind), the write waits again up to [`WAIT_BEHIND_TIMEOUT`], else 503: that replica
+    ///   could be promoted without it;
+    /// - on Sentinel, unless every sentinel answers, names this master in one configuration
+    ///   epoch and flags no failover, 503: during a `SENTINEL FAILOVER` the old master accepts
+    ///   writes until it is demoted, then drops them;
+    /// - else (no live replica: it is down, or this is a promoted replica whose old primary has
+    ///   not come back) the write is answered (its node is the only copy there is), counted in
+    ///   `auth_redis_unreplicated_writes_total`, and writes stop waiting for [`WAIT_BACKOFF`]
+    ///   (the checks above still run for each).
+    ///
+    /// An error (the connection died after the write) is a 503 too: the client repeats, which
+    /// every caller makes safe.
     async fn replicate(&self, key: &str) -> Result<(), StoreError> {
         let d = &self.durability;
         if !d.replicas {
@@ -240,19 +252,39 @@ impl Store {
             skip.as_ref()
                 .is_some_and(|(on, until)| Instant::now() < *until && (on.is_none() || *on == node))
         };
-        if skipping(&d.skip.lock().unwrap_or_else(std::sync::PoisonError::into_inner)) {
-            crate::metrics::redis_unreplicated_write();
-            return Ok(());
+        let skip = skipping(&d.skip.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        if !skip {
+            let acked = self
+                .call(Retry::Safe, |mut conn| async move {
+                    conn.wait_replicas(key, 1, WAIT_TIMEOUT).await
+                })
+                .await?;
+            if acked > 0 {
+                return Ok(());
+            }
         }
-        let acked =
-            self.call(Retry::Safe, |mut conn| async move {
-                conn.wait_replicas(key, 1, WAIT_TIMEOUT).await
-            })
-            .await?;
-        if acked > 0 {
-            return Ok(());
+        // A replica that is alive but behind could be promoted without the write: wait for it
+        // longer, else 503 (the client repeats; every caller makes that safe).
+        let live =
+            self.call(Retry::Safe, |mut conn| async move { conn.replica_live(key).await }).await?;
+        if live {
+            let acked = self
+                .call(Retry::Safe, |mut conn| async move {
+                    conn.wait_replicas(key, 1, WAIT_BEHIND_TIMEOUT).await
+                })
+                .await?;
+            if acked > 0 {
+                if skip {
+                    *d.skip.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                }
+                return Ok(());
+            }
+            return Err(StoreError::Unavailable(
+                "a live replica did not acknowledge a write in time".into(),
+            ));
         }
-        // Sentinel: was it written to a master that is being replaced (and will drop it)?
+        // Sentinel: was it written to a master that is being replaced (and will drop it)? Asked
+        // for every unreplicated write, also while not waiting: a failover may start any time.
         let alone = self
             .call(Retry::Safe, |mut conn| async move { conn.may_answer_unreplicated().await })
             .await?;
@@ -264,6 +296,9 @@ impl Store {
             ));
         }
         crate::metrics::redis_unreplicated_write();
+        if skip {
+            return Ok(());
+        }
         let mut skip = d.skip.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if !skipping(&skip) {
             log::warn!(
