@@ -20,6 +20,7 @@ pub struct RedisOptions {
     pub(crate) requirepass: Option<String>,
     pub(crate) users: Vec<AclUser>,
     pub(crate) tls: bool,
+    pub(crate) sentinel_password: Option<String>,
 }
 
 /// An ACL user created in every data node's config (`user <name> reset on ><password> <rules>`).
@@ -67,6 +68,14 @@ impl RedisOptions {
         self
     }
 
+    /// A password the sentinels themselves require (their `requirepass`, and `sentinel
+    /// sentinel-pass` among them); data nodes are unaffected. The sentinel URLs stay without
+    /// it: it reaches the server as `AUTH_REDIS_SENTINEL_PASSWORD`.
+    pub fn sentinel_password(mut self, password: impl Into<String>) -> Self {
+        self.sentinel_password = Some(password.into());
+        self
+    }
+
     /// TLS only (`port 0` + `tls-port`), with a throwaway CA: clients need
     /// the harness's `ca_pem()` / `ca_path()` to connect; replication and the cluster bus use TLS too.
     pub fn tls(mut self, on: bool) -> Self {
@@ -84,8 +93,10 @@ pub(crate) enum Login<'a> {
     Default,
     /// An ACL user from [`RedisOptions::acl_user`].
     User(&'a str),
-    /// No credentials at all (sentinels, or to test that auth is required).
+    /// No credentials at all (to test that auth is required).
     Anonymous,
+    /// A sentinel's login: its password if [`RedisOptions::sentinel_password`] set one.
+    Sentinel,
 }
 
 /// Options turned into what every node of one harness shares: generated files and passwords.
@@ -152,6 +163,13 @@ impl Access {
         conf
     }
 
+    /// Lines that make a sentinel require its own password, if one was asked for.
+    pub(crate) fn sentinel_own_auth_conf(&self) -> String {
+        self.options.sentinel_password.as_deref().map_or_else(String::new, |password| {
+            format!("requirepass {password}\nsentinel sentinel-pass {password}\n")
+        })
+    }
+
     /// Lines a sentinel needs to monitor `master` when the data nodes require auth.
     pub(crate) fn sentinel_auth_conf(&self, master: &str) -> String {
         format!(
@@ -179,6 +197,7 @@ impl Access {
                 Some((user.name.as_str(), user.password.as_str()))
             }
             Login::Anonymous => None,
+            Login::Sentinel => self.options.sentinel_password.as_deref().map(|p| ("", p)),
         };
         let auth = match credentials {
             Some((user, password)) => {
@@ -223,6 +242,10 @@ impl Access {
 
     pub(crate) fn ca_path(&self) -> Option<&Path> {
         self.tls.as_ref().map(TlsFiles::ca_path)
+    }
+
+    pub(crate) fn sentinel_password(&self) -> Option<&str> {
+        self.options.sentinel_password.as_deref()
     }
 
     pub(crate) fn ca_pem(&self) -> Option<&[u8]> {

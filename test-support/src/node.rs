@@ -145,7 +145,7 @@ impl Node {
     pub(crate) fn wait_ready(&mut self) -> Result<(), StartError> {
         let login = match self.kind {
             Kind::Data { .. } => Login::Admin,
-            Kind::Sentinel { .. } => Login::Anonymous,
+            Kind::Sentinel { .. } => Login::Sentinel,
         };
         let client = self.access.client(&self.access.url(self.port, login));
         let deadline = Instant::now() + READY_TIMEOUT;
@@ -236,11 +236,11 @@ impl Node {
         self.access.client(&self.url(login))
     }
 
-    /// An admin connection (anonymous for sentinels) with timeouts, so a poll never hangs.
+    /// An admin connection (for sentinels: their own login, if any) with timeouts, so a poll never hangs.
     pub(crate) fn try_connection(&self) -> redis::RedisResult<redis::Connection> {
         let login = match self.kind {
             Kind::Data { .. } => Login::Admin,
-            Kind::Sentinel { .. } => Login::Anonymous,
+            Kind::Sentinel { .. } => Login::Sentinel,
         };
         let conn = self.client(login).get_connection_with_timeout(Duration::from_secs(2))?;
         conn.set_read_timeout(Some(Duration::from_secs(5)))?;

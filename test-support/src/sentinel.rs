@@ -31,7 +31,8 @@ pub struct RedisSentinel {
 }
 
 /// Options for [`RedisSentinel`]: those of [`RedisOptions`] (applied to the data nodes; the
-/// sentinels themselves need no password but speak TLS when asked) plus sentinel timings.
+/// sentinels speak TLS when asked and require only [`RedisOptions::sentinel_password`]) plus
+/// sentinel timings.
 #[derive(Debug)]
 pub struct RedisSentinelBuilder {
     options: RedisOptions,
@@ -116,11 +117,12 @@ impl RedisSentinel {
             "sentinel monitor {name} 127.0.0.1 {} {QUORUM}\n\
              sentinel down-after-milliseconds {name} {}\n\
              sentinel failover-timeout {name} {}\n\
-             sentinel parallel-syncs {name} 1\n{}",
+             sentinel parallel-syncs {name} 1\n{}{}",
             master.port(),
             builder.down_after.as_millis(),
             builder.failover_timeout.as_millis(),
             access.sentinel_auth_conf(name),
+            access.sentinel_own_auth_conf(),
         );
         let mut sentinels: Vec<Node> = (0..SENTINELS)
             .map(|_| Node::new(Arc::clone(&access), Kind::Sentinel { monitor: monitor.clone() }))
@@ -154,7 +156,8 @@ impl RedisSentinel {
         self.failover_timeout
     }
 
-    /// `redis[s]://127.0.0.1:<port>` of every sentinel (they need no credentials).
+    /// `redis[s]://127.0.0.1:<port>` of every sentinel, without credentials (their own
+    /// password, if any, is [`Self::env`]'s `AUTH_REDIS_SENTINEL_PASSWORD`).
     pub fn sentinel_urls(&self) -> Vec<String> {
         self.sentinels.iter().map(|s| s.url(Login::Anonymous)).collect()
     }
@@ -171,6 +174,9 @@ impl RedisSentinel {
             ("AUTH_REDIS_SENTINEL_URLS".to_owned(), self.sentinel_urls_csv()),
             ("AUTH_REDIS_SENTINEL_MASTER".to_owned(), self.master_name.clone()),
         ];
+        if let Some(password) = self.access.sentinel_password() {
+            env.push(("AUTH_REDIS_SENTINEL_PASSWORD".to_owned(), password.to_owned()));
+        }
         env.extend(self.access.tls_env());
         env
     }

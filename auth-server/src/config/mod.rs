@@ -31,7 +31,7 @@ mod redis_settings;
 pub use introspection::{
     IntrospectionClient, IntrospectionClients, IntrospectionKeys, MIN_CLIENT_SECRET_CHARS,
 };
-pub use redis_settings::{DEFAULT_REDIS_URL, RedisKeys, RedisSettings};
+pub use redis_settings::{DEFAULT_REDIS_URL, RedisKeys, RedisSettings, SentinelLogin};
 
 /// The prefix of every environment variable of this server.
 pub const ENV_PREFIX: &str = "AUTH";
@@ -536,6 +536,17 @@ mod tests {
         ])
         .unwrap();
         assert!(!format!("{s:?}").contains("hunter2"));
+        let s = load(&[
+            ("AUTH_REDIS_SENTINEL_URLS", "redis://s1:26379"),
+            ("AUTH_REDIS_SENTINEL_MASTER", "m"),
+            ("AUTH_REDIS_SENTINEL_USERNAME", "watcher"),
+            ("AUTH_REDIS_SENTINEL_PASSWORD", "hunter2"),
+        ])
+        .unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+        let RedisSettings::Sentinel { login, .. } = &s.redis else { panic!("{s:?}") };
+        assert_eq!(login.username.as_deref(), Some("watcher"));
+        assert_eq!(login.password.as_ref().map(|p| p.expose_secret()), Some("hunter2"));
     }
 
     #[test]
@@ -549,7 +560,7 @@ mod tests {
         ])
         .unwrap();
         assert!(
-            matches!(&s.redis, RedisSettings::Sentinel { urls, master } if urls.len() == 2 && master == "mymaster")
+            matches!(&s.redis, RedisSettings::Sentinel { urls, master, login } if urls.len() == 2 && master == "mymaster" && login.password.is_none())
         );
         for (pairs, named) in [
             (
@@ -566,6 +577,22 @@ mod tests {
             (&[("AUTH_REDIS_SENTINEL_URLS", "redis://c:1")][..], "AUTH_REDIS_SENTINEL_MASTER"),
             (&[("AUTH_REDIS_SENTINEL_MASTER", "m")][..], "AUTH_REDIS_SENTINEL_MASTER"),
             (&[("AUTH_REDIS_CLUSTER_URLS", " , ")][..], "AUTH_REDIS_CLUSTER_URLS"),
+            (&[("AUTH_REDIS_SENTINEL_PASSWORD", "pw")][..], "AUTH_REDIS_SENTINEL_PASSWORD"),
+            (
+                &[
+                    ("AUTH_REDIS_CLUSTER_URLS", "redis://b:1"),
+                    ("AUTH_REDIS_SENTINEL_PASSWORD", "p"),
+                ][..],
+                "AUTH_REDIS_SENTINEL_PASSWORD",
+            ),
+            (
+                &[
+                    ("AUTH_REDIS_SENTINEL_URLS", "redis://c:1"),
+                    ("AUTH_REDIS_SENTINEL_MASTER", "m"),
+                    ("AUTH_REDIS_SENTINEL_USERNAME", "watcher"),
+                ][..],
+                "AUTH_REDIS_SENTINEL_USERNAME",
+            ),
         ] {
             let err = error(pairs);
             assert!(err.starts_with(named), "{pairs:?}: {err}");

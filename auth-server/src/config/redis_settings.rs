@@ -27,13 +27,27 @@ pub enum RedisSettings {
         urls: Vec<SecretString>,
     },
     /// `AUTH_REDIS_SENTINEL_URLS` + `AUTH_REDIS_SENTINEL_MASTER`: Redis Sentinel (the user and
-    /// password in the URLs are the data nodes'; the sentinels are asked without them).
+    /// password in the URLs are the data nodes'; the sentinels' own are [`SentinelLogin`]).
     Sentinel {
         /// The sentinels' URLs.
         urls: Vec<SecretString>,
         /// The name of the monitored master.
         master: String,
+        /// How the sentinels themselves are logged in to.
+        login: SentinelLogin,
     },
+}
+
+/// The sentinels' own login (`AUTH_REDIS_SENTINEL_USERNAME`, `AUTH_REDIS_SENTINEL_PASSWORD`),
+/// apart from the data nodes' in the URLs: sentinels are separate servers with their own
+/// `requirepass` or ACL users, as Spring's `sentinel.password` and Jedis' `sentinelPassword` have
+/// it. None by default (sentinels on a private network).
+#[derive(Debug, Clone, Default)]
+pub struct SentinelLogin {
+    /// The ACL user; `None`: the `default` user.
+    pub username: Option<String>,
+    /// The password; `None`: no `AUTH` at all.
+    pub password: Option<SecretString>,
 }
 
 impl Default for RedisSettings {
@@ -74,15 +88,35 @@ pub struct RedisKeys {
     redis_sentinel_urls: Option<RedisUrls>,
     #[serde(deserialize_with = "optional")]
     redis_sentinel_master: Option<String>,
+    #[serde(deserialize_with = "optional")]
+    redis_sentinel_username: Option<String>,
+    #[serde(deserialize_with = "optional")]
+    redis_sentinel_password: Option<Secret>,
 }
 
 impl RedisKeys {
     /// Exactly one mode (none given: the default standalone URL).
     pub(super) fn resolve(self, layers: &Layers) -> Result<RedisSettings, ConfigError> {
+        let sentinel_login = SentinelLogin {
+            username: self.redis_sentinel_username,
+            password: self.redis_sentinel_password.map(|p| p.0),
+        };
+        if sentinel_login.username.is_some() && sentinel_login.password.is_none() {
+            return Err(layers.invalid(
+                "redis_sentinel_username",
+                "needs AUTH_REDIS_SENTINEL_PASSWORD (the user's password)",
+            ));
+        }
+        let login_given = sentinel_login.password.is_some();
         let one_mode =
             "set exactly one of AUTH_REDIS_URL, AUTH_REDIS_CLUSTER_URLS, AUTH_REDIS_SENTINEL_URLS";
         match (self.redis_url, self.redis_cluster_urls, self.redis_sentinel_urls) {
             (url, None, None) => {
+                if login_given {
+                    return Err(
+                        layers.invalid("redis_sentinel_password", "needs AUTH_REDIS_SENTINEL_URLS")
+                    );
+                }
                 if self.redis_sentinel_master.is_some() {
                     return Err(
                         layers.invalid("redis_sentinel_master", "needs AUTH_REDIS_SENTINEL_URLS")
@@ -93,6 +127,12 @@ impl RedisKeys {
                 }))
             }
             (None, Some(urls), None) => {
+                if login_given {
+                    return Err(layers.invalid(
+                        "redis_sentinel_password",
+                        "needs AUTH_REDIS_SENTINEL_URLS, not AUTH_REDIS_CLUSTER_URLS",
+                    ));
+                }
                 if self.redis_sentinel_master.is_some() {
                     return Err(layers.invalid(
                         "redis_sentinel_master",
@@ -102,7 +142,9 @@ impl RedisKeys {
                 Ok(RedisSettings::Cluster { urls: urls.0 })
             }
             (None, None, Some(urls)) => match self.redis_sentinel_master {
-                Some(master) => Ok(RedisSettings::Sentinel { urls: urls.0, master }),
+                Some(master) => {
+                    Ok(RedisSettings::Sentinel { urls: urls.0, master, login: sentinel_login })
+                }
                 None => Err(layers.invalid(
                     "redis_sentinel_master",
                     "must be set with AUTH_REDIS_SENTINEL_URLS (the master's name)",
@@ -128,6 +170,18 @@ impl FromStr for RedisUrl {
                 "not a valid Redis URL (expected redis[s]://[user:password@]host:port[/db])".into(),
             );
         }
+        Ok(Self(SecretString::from(text)))
+    }
+}
+
+/// A password setting: held as a secret from the moment it is read.
+#[derive(Debug)]
+struct Secret(SecretString);
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
         Ok(Self(SecretString::from(text)))
     }
 }

@@ -28,6 +28,9 @@ use redis::{
     Cmd, ConnectionAddr, IntoConnectionInfo as _, RedisConnectionInfo, RedisError, RedisFuture,
     RedisResult, Value,
 };
+use secrecy::ExposeSecret as _;
+
+use crate::config::SentinelLogin;
 
 /// How long connecting to one node may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -84,9 +87,21 @@ impl Conn {
     }
 
     /// The master named `master` by the sentinels at `urls`. The user and password in the URLs
-    /// are the data nodes' login (the sentinels themselves are asked without credentials); TLS
-    /// (`rediss://`) applies to the sentinels and the data nodes alike. Connects lazily.
-    pub(crate) fn sentinel(urls: &[&str], master: &str) -> RedisResult<Self> {
+    /// are the data nodes' login; the sentinels themselves are logged in to with
+    /// `sentinel_login` (none by default); TLS (`rediss://`) applies to the sentinels and the
+    /// data nodes alike. Connects lazily.
+    pub(crate) fn sentinel(
+        urls: &[&str],
+        master: &str,
+        sentinel_login: &SentinelLogin,
+    ) -> RedisResult<Self> {
+        let mut sentinel_settings = RedisConnectionInfo::default();
+        if let Some(password) = &sentinel_login.password {
+            sentinel_settings = sentinel_settings.set_password(password.expose_secret());
+            if let Some(user) = &sentinel_login.username {
+                sentinel_settings = sentinel_settings.set_username(user);
+            }
+        }
         let mut sentinels = Vec::with_capacity(urls.len());
         let mut login = RedisConnectionInfo::default();
         let mut tls = false;
@@ -100,7 +115,7 @@ impl Conn {
                 login = login.set_password(password);
             }
             tls |= matches!(info.addr(), ConnectionAddr::TcpTls { .. });
-            sentinels.push(info.set_redis_settings(RedisConnectionInfo::default()));
+            sentinels.push(info.set_redis_settings(sentinel_settings.clone()));
         }
         Ok(Self::Sentinel(Arc::new(SentinelMaster {
             name: master.to_owned(),
@@ -346,7 +361,7 @@ fn manager_config() -> ConnectionManagerConfig {
 pub(crate) struct SentinelMaster {
     /// The monitored master's name.
     name: String,
-    /// The sentinels (without credentials).
+    /// The sentinels (with their own login, `AUTH_REDIS_SENTINEL_USERNAME`/`_PASSWORD`).
     sentinels: Vec<redis::ConnectionInfo>,
     /// The data nodes' login.
     login: RedisConnectionInfo,

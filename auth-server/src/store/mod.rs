@@ -147,10 +147,10 @@ impl Store {
                 install_tls_provider(urls.iter().copied());
                 Conn::cluster(&urls).map_err(invalid("AUTH_REDIS_CLUSTER_URLS"))?
             }
-            RedisSettings::Sentinel { urls, master } => {
+            RedisSettings::Sentinel { urls, master, login } => {
                 let urls: Vec<&str> = urls.iter().map(|u| u.expose_secret()).collect();
                 install_tls_provider(urls.iter().copied());
-                Conn::sentinel(&urls, master).map_err(invalid("AUTH_REDIS_SENTINEL_URLS"))?
+                Conn::sentinel(&urls, master, login).map_err(invalid("AUTH_REDIS_SENTINEL_URLS"))?
             }
         };
         Ok(Self::with(conn))

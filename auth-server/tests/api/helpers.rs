@@ -125,6 +125,10 @@ pub fn settings_for(redis: &TestRedis, keys_dir: &std::path::Path) -> Settings {
         RedisMode::Sentinel => auth_server::config::RedisSettings::Sentinel {
             urls: list(var("AUTH_REDIS_SENTINEL_URLS").unwrap()),
             master: var("AUTH_REDIS_SENTINEL_MASTER").unwrap(),
+            login: auth_server::config::SentinelLogin {
+                username: None,
+                password: var("AUTH_REDIS_SENTINEL_PASSWORD").map(Into::into),
+            },
         },
     };
     settings

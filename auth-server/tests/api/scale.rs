@@ -484,6 +484,46 @@ async fn tls_and_an_acl_user_work_on_cluster_and_sentinel() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinels_that_require_a_password_are_logged_in_to_with_their_own_setting() {
+    let options = RedisOptions::new().sentinel_password("sentinel-secret");
+    let start = move || TestRedis::start_with(RedisMode::Sentinel, options);
+    let mut redis = tokio::task::spawn_blocking(start).await.unwrap();
+    // The sentinels really require it: asked without, they refuse.
+    let port = redis.as_sentinel().unwrap().sentinel_ports()[0];
+    let anonymous = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let refused = anonymous
+        .get_connection()
+        .and_then(|mut c| redis::cmd("SENTINEL").arg("MASTERS").query::<redis::Value>(&mut c));
+    let refused = refused.expect_err("a sentinel answered without its password");
+    assert_eq!(refused.code(), Some("NOAUTH"), "{refused}");
+    assert!(redis.env().iter().any(|(k, _)| k == "AUTH_REDIS_SENTINEL_PASSWORD"));
+
+    // Without the setting the server cannot find the master: 503, never a verdict.
+    let keys = tempfile::tempdir().unwrap();
+    let mut without = crate::helpers::settings_for(&redis, keys.path());
+    if let auth_server::config::RedisSettings::Sentinel { login, .. } = &mut without.redis {
+        login.password = None;
+    }
+    let server = auth_server::Application::build(without).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", server.port());
+    let handle = tokio::spawn(server.run_until_stopped());
+    let client = reqwest::Client::new();
+    let body =
+        serde_json::json!({ "username": unique_user("sentinel-auth"), "password": PASSWORD });
+    let reply = client.post(format!("{base}/register")).json(&body).send().await.unwrap();
+    assert_eq!(reply.status(), 503);
+    handle.abort();
+
+    // With it, the whole flow works.
+    let app = spawn_app_on_deployment(redis, |_| {}).await;
+    let username = unique_user("sentinel-auth");
+    let login = app.signed_up(&username).await;
+    assert_eq!(login.status, 200, "{}", login.text);
+    let reply = app.refresh(&login.refresh_token()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+}
+
 /// The `kid` in a JWT's header.
 fn kid_of(jwt: &str) -> String {
     use base64::Engine as _;
