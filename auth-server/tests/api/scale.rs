@@ -27,10 +27,11 @@
 //!
 //! ## Faults
 //!
-//! Under a refresh load: a manual `CLUSTER FAILOVER` and a killed primary, a killed Sentinel
-//! master: no `invalid_grant` for a valid token, no lost session, errors only 503 with
-//! `Retry-After` and only around the failover (the window is printed: run with
-//! `--nocapture`). `SCRIPT FLUSH` on every node, and the first request after a restart of a
+//! Under a refresh load: a manual `CLUSTER FAILOVER` and a killed primary, a slot migration
+//! (`redis-cli --cluster reshard`), a `SENTINEL FAILOVER` (also with its leading sentinel
+//! stopped right after the promotion) and a killed Sentinel master: no `invalid_grant` for a
+//! valid token, no lost session, errors only 503 with `Retry-After` and only around the fault
+//! (the window is printed: run with `--nocapture`). `SCRIPT FLUSH` on every node, and the first request after a restart of a
 //! standalone Redis.
 
 use std::collections::HashSet;
@@ -357,6 +358,38 @@ async fn a_cluster_failover_and_a_killed_primary_under_refresh_load_lose_no_sess
     let victim = tokio::task::block_in_place(|| cluster(&mut app.redis));
     load_through(&mut app, "killed cluster primary", |r| {
         r.as_cluster().unwrap().kill_primary(victim);
+    })
+    .await;
+}
+
+/// `redis-cli --cluster reshard` moves every slot of the primary holding the most sessions to
+/// another while they are refreshed: the client follows `MOVED` and `ASK` (and a script whose
+/// two keys are split mid-migration gets `TRYAGAIN`: a 503 the client repeats).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_migration_under_refresh_load_loses_no_session() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let redis = tokio::task::spawn_blocking(|| TestRedis::start(RedisMode::Cluster)).await.unwrap();
+    let mut app = spawn_app_on_deployment(redis, unlimited_rotations).await;
+    load_through(&mut app, "reshard", |r| {
+        let cluster = r.as_cluster().unwrap();
+        let sessions = cluster.keys("sess:*");
+        let mut holders: Vec<(usize, Vec<&String>)> = Vec::new();
+        for key in &sessions {
+            let node = cluster.primary_for_key(key);
+            match holders.iter_mut().find(|(n, _)| *n == node) {
+                Some((_, keys)) => keys.push(key),
+                None => holders.push((node, vec![key])),
+            }
+        }
+        holders.sort_by_key(|(_, keys)| std::cmp::Reverse(keys.len()));
+        let (from, moved) = holders.first().cloned().expect("sessions in the cluster");
+        let to = cluster.primaries().into_iter().find(|&p| p != from).unwrap();
+        let took = cluster.reshard(from, to, 16384 / 3 + 1).wait();
+        cluster.wait_ok();
+        println!("reshard: {} session keys moved with their slots in {took:?}", moved.len());
+        for key in moved {
+            assert_eq!(cluster.primary_for_key(key), to, "{key} did not move");
+        }
     })
     .await;
 }
