@@ -18,19 +18,40 @@ real=/usr/local/libexec/auth-server
 
 # The Redis password, as docker-compose.yml hands it over: a file in the `redis-secrets`
 # volume (made by docker/redis-secrets.sh), never an environment variable of the
-# container. When the file is there and AUTH_REDIS_URL names no user, the URL gets the
-# `auth-server` ACL user and that password. The file is root-only: read it before
-# dropping root. Nothing here prints the password or the URL.
+# container. When the file is there, every URL of AUTH_REDIS_URL, AUTH_REDIS_CLUSTER_URLS
+# and AUTH_REDIS_SENTINEL_URLS (comma-separated lists) that names no user gets the
+# `auth-server` ACL user and that password (on Sentinel the server uses them for the data
+# nodes only, as docker-compose.scale.yml needs). The file is root-only: read it before
+# dropping root. Nothing here prints the password or a URL.
 secret=/run/redis-secrets/auth-server.password
-if [ -r "$secret" ] && [ -n "${AUTH_REDIS_URL:-}" ]; then
-    case "$AUTH_REDIS_URL" in
-        *@*) ;;
-        redis://* | rediss://*)
-            scheme=${AUTH_REDIS_URL%%://*}
-            AUTH_REDIS_URL="$scheme://auth-server:$(tr -d '\n' < "$secret")@${AUTH_REDIS_URL#*://}"
-            export AUTH_REDIS_URL
-            ;;
-    esac
+# with_login URLS: URLS with the user and password added to each one that has none.
+with_login() {
+    out=
+    rest=$1,
+    while [ -n "$rest" ]; do
+        url=${rest%%,*}
+        rest=${rest#*,}
+        # Spaces around the commas are allowed in the lists; they are not part of a URL.
+        url=$(printf '%s' "$url" | tr -d ' ')
+        [ -n "$url" ] || continue
+        case "$url" in
+            *@*) ;;
+            redis://* | rediss://*)
+                url="${url%%://*}://auth-server:$(tr -d '\n' < "$secret")@${url#*://}"
+                ;;
+        esac
+        out=${out:+$out,}$url
+    done
+    printf '%s' "$out"
+}
+if [ -r "$secret" ]; then
+    for name in AUTH_REDIS_URL AUTH_REDIS_CLUSTER_URLS AUTH_REDIS_SENTINEL_URLS; do
+        eval "value=\${$name:-}"
+        if [ -n "$value" ]; then
+            eval "$name=\$(with_login \"\$value\")"
+            export "${name?}"
+        fi
+    done
 fi
 
 if [ "$(id -u)" != 0 ]; then

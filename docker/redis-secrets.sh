@@ -10,6 +10,15 @@
 #                                  default user off (no login), the `auth-server` user with the
 #                                  SHA-256 of the password and only the command categories it uses
 #
+# With REDIS_REPLICATION=yes (docker-compose.scale.yml: a primary, a replica, three sentinels)
+# it also makes, the same way:
+#   /secrets/replication.password  the `replication` user's: a replica logs in to its primary
+#                                  with it (PSYNC, REPLCONF, PING only)
+#   /secrets/replication.conf      `masteruser`/`masterauth` for redis-server (owned by Redis's
+#                                  user, 0400): every data node has it, as any may become a replica
+#   /secrets/sentinel.password     the `sentinel` user's: the sentinels log in to the data nodes
+#                                  with it to monitor them and run a failover (docker/redis-sentinel.sh)
+#
 # The password is never printed. To change it: stop the stack, remove the volume
 # (`docker compose down` without -v keeps it; `docker volume rm articles-auth_redis-secrets`).
 set -eu
@@ -19,17 +28,25 @@ password=$dir/auth-server.password
 acl=$dir/users.acl
 umask 077
 
-if [ ! -s "$password" ]; then
-    # 256 bits; hex, so that it needs no escaping in a redis:// URL.
-    head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n' > "$password.tmp"
-    mv "$password.tmp" "$password"
-    echo "redis-secrets: generated a new password for the auth-server Redis user"
-else
-    echo "redis-secrets: keeping the existing password"
-fi
-chmod 0600 "$password"
+# make_password FILE USER: a password made once and kept across restarts (root-only).
+make_password() {
+    if [ ! -s "$1" ]; then
+        # 256 bits; hex, so that it needs no escaping in a redis:// URL or a config file.
+        head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n' > "$1.tmp"
+        mv "$1.tmp" "$1"
+        echo "redis-secrets: generated a new password for the $2 Redis user"
+    else
+        echo "redis-secrets: keeping the existing password of the $2 Redis user"
+    fi
+    chmod 0600 "$1"
+}
+# digest FILE: the SHA-256 of the password in FILE, as an ACL file takes it (#<hex>).
+digest() {
+    tr -d '\n' < "$1" | sha256sum | cut -d' ' -f1
+}
 
-digest=$(tr -d '\n' < "$password" | sha256sum | cut -d' ' -f1)
+make_password "$password" auth-server
+digest=$(digest "$password")
 # The auth server's commands: reads, writes, Lua scripts, streams, transactions and the
 # connection commands; never the admin or dangerous ones (CONFIG, FLUSHALL, KEYS, DEBUG, ...),
 # except those it needs: TIME (its scripts' clock), INFO and ROLE (readiness, replication) and
@@ -43,6 +60,32 @@ rules='~* resetchannels &* -@all +@read +@write +@scripting +@stream +@transacti
     echo "user default off resetchannels ~* &* +@all"
     echo "user auth-server on #$digest $rules"
 } > "$acl.tmp"
+
+case ${REDIS_REPLICATION:-no} in
+    yes)
+        make_password "$dir/replication.password" replication
+        make_password "$dir/sentinel.password" sentinel
+        # What a replica sends its primary, and what a sentinel sends the data nodes (the
+        # rules of Redis's own documentation, "Redis Sentinel", "Redis ACL"): nothing else.
+        {
+            echo "user replication on #$(digest "$dir/replication.password") resetchannels -@all +psync +replconf +ping"
+            echo "user sentinel on #$(digest "$dir/sentinel.password") resetchannels &* -@all +multi +slaveof +ping +exec +subscribe +config|rewrite +role +publish +info +client|setname +client|kill +script|kill"
+        } >> "$acl.tmp"
+        {
+            echo "masteruser replication"
+            echo "masterauth $(tr -d '\n' < "$dir/replication.password")"
+        } > "$dir/replication.conf.tmp"
+        chown "${REDIS_UID:-999}:${REDIS_GID:-999}" "$dir/replication.conf.tmp"
+        chmod 0400 "$dir/replication.conf.tmp"
+        mv "$dir/replication.conf.tmp" "$dir/replication.conf"
+        echo "redis-secrets: wrote the replication settings"
+        ;;
+    no) ;;
+    *)
+        echo "redis-secrets: REDIS_REPLICATION must be yes or no" >&2
+        exit 1
+        ;;
+esac
 # Redis reads the ACL file as its own user (uid 999 in the redis image).
 chown "${REDIS_UID:-999}:${REDIS_GID:-999}" "$acl.tmp"
 chmod 0400 "$acl.tmp"
