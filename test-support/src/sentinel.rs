@@ -367,20 +367,7 @@ impl RedisSentinel {
     /// demoted node as a healthy replica only at their own next poll, so [`Self::wait_ready`]
     /// (which a second failover starts with) may take up to 10 s more.
     pub fn failover(&mut self) -> u16 {
-        self.wait_ready();
-        let old = self.master_index();
-        let new = 1 - old;
-        wait_until("SENTINEL FAILOVER to be accepted", SETTLE_TIMEOUT, || {
-            self.sentinels[0]
-                .query::<String>(redis::cmd("SENTINEL").arg("FAILOVER").arg(&self.master_name))
-                .map_err(|e| format!("SENTINEL FAILOVER: {e}"))
-        });
-        self.wait_promoted(new);
-        let new_port = self.data[new].port();
-        wait_until("the sentinels to demote the old master", SETTLE_TIMEOUT, || {
-            replica_of(&self.data[old], new_port)
-        });
-        new_port
+        self.failover_with(None)
     }
 
     /// [`Self::failover`] whose leading sentinel (the one asked) stops answering for `pause`
@@ -388,6 +375,10 @@ impl RedisSentinel {
     /// failover from the leader, keep naming the old master with no flag, while it still takes
     /// writes that it drops when demoted. Returns the new master's port.
     pub fn failover_pausing_leader(&mut self, pause: Duration) -> u16 {
+        self.failover_with(Some(pause))
+    }
+
+    fn failover_with(&mut self, leader_pause: Option<Duration>) -> u16 {
         self.wait_ready();
         let old = self.master_index();
         let new = 1 - old;
@@ -396,18 +387,20 @@ impl RedisSentinel {
                 .query::<String>(redis::cmd("SENTINEL").arg("FAILOVER").arg(&self.master_name))
                 .map_err(|e| format!("SENTINEL FAILOVER: {e}"))
         });
-        wait_until("the replica to act as master", SETTLE_TIMEOUT, || {
-            let replication: String = self.data[new]
-                .query(redis::cmd("INFO").arg("replication"))
-                .map_err(|e| format!("INFO on node {new}: {e}"))?;
-            match info_field(&replication, "role") {
-                Some("master") => Ok(()),
-                role => Err(format!("node {new} reports role {role:?}")),
-            }
-        });
-        self.sentinels[0].signal_stop(true);
-        std::thread::sleep(pause);
-        self.sentinels[0].signal_stop(false);
+        if let Some(pause) = leader_pause {
+            wait_until("the replica to act as master", SETTLE_TIMEOUT, || {
+                let replication: String = self.data[new]
+                    .query(redis::cmd("INFO").arg("replication"))
+                    .map_err(|e| format!("INFO on node {new}: {e}"))?;
+                match info_field(&replication, "role") {
+                    Some("master") => Ok(()),
+                    role => Err(format!("node {new} reports role {role:?}")),
+                }
+            });
+            self.sentinels[0].signal_stop(true);
+            std::thread::sleep(pause);
+            self.sentinels[0].signal_stop(false);
+        }
         self.wait_promoted(new);
         let new_port = self.data[new].port();
         wait_until("the sentinels to demote the old master", SETTLE_TIMEOUT, || {
