@@ -199,7 +199,7 @@ async fn the_rotation_lock_is_renewed_and_released_only_by_its_holder() {
     assert!(!store.try_lock(KEY_ROTATION_LOCK, "other", long).await.unwrap(), "taken twice");
 
     // renew_lock.lua: only the holder's token extends it, here to a short TTL.
-    let short = Duration::from_millis(1500);
+    let short = Duration::from_secs(3);
     assert!(!store.renew_lock(KEY_ROTATION_LOCK, "other", short).await.unwrap());
     assert!(store.renew_lock(KEY_ROTATION_LOCK, "holder", short).await.unwrap());
     // unlock.lua: another token leaves it in place.
@@ -207,7 +207,7 @@ async fn the_rotation_lock_is_renewed_and_released_only_by_its_holder() {
     assert!(!store.try_lock(KEY_ROTATION_LOCK, "other", long).await.unwrap(), "still held");
     // The renewal set the TTL: it is gone within seconds (the 30 s it was taken with would
     // still hold it), and then neither script finds it to be the holder's.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(15);
     while !store.try_lock(KEY_ROTATION_LOCK, "next", long).await.unwrap() {
         assert!(Instant::now() < deadline, "the renewed lock expires after its new TTL");
         tokio::time::sleep(Duration::from_millis(50)).await;
