@@ -97,6 +97,10 @@ pub const SUBSET: &[&str] = &[
     // what Redis holds; /readyz
     "storage::redis_holds_neither_the_refresh_token_nor_the_password_after_a_login",
     "http::healthz_and_readyz_answer_200_when_all_is_well",
+    // renew_lock.lua, unlock.lua (and SET NX PX): the scheduled key rotation's lock, by hand
+    // and between two instances rotating on one keys folder
+    "scheduled_rotation::the_rotation_lock_is_renewed_and_released_only_by_its_holder",
+    "scheduled_rotation::two_instances_on_one_folder_add_exactly_one_key_and_both_sign_with_it",
     // this module's mode-independent tests
     "scale::after_script_flush_on_every_node_every_script_still_runs",
     "scale::fifty_concurrent_refreshes_of_one_token_over_two_instances_give_exactly_one_pair",

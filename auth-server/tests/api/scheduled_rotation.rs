@@ -9,7 +9,7 @@ use auth_server::rotation::{KEY_ROTATION_LOCK, Timing};
 use base64::Engine as _;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, read, second_instance, spawn_app_with, unique_user};
+use crate::helpers::{TestApp, read, second_instance, spawn_app, spawn_app_with, unique_user};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -187,6 +187,37 @@ async fn a_lock_left_by_a_crashed_holder_delays_the_rotation_until_it_expires() 
     state_until(&app, "a key added once the lock expired", |s| s.keys.len() == 2).await;
     let waited = locked_at.elapsed();
     assert!(waited >= Duration::from_millis(5500), "added {waited:?} after the lock was taken");
+}
+
+#[tokio::test]
+async fn the_rotation_lock_is_renewed_and_released_only_by_its_holder() {
+    // No interval: the app itself never takes the lock; this test is its only user.
+    let app = spawn_app().await;
+    let store = app.store();
+    let long = Duration::from_secs(30);
+    assert!(store.try_lock(KEY_ROTATION_LOCK, "holder", long).await.unwrap());
+    assert!(!store.try_lock(KEY_ROTATION_LOCK, "other", long).await.unwrap(), "taken twice");
+
+    // renew_lock.lua: only the holder's token extends it, here to a short TTL.
+    let short = Duration::from_secs(3);
+    assert!(!store.renew_lock(KEY_ROTATION_LOCK, "other", short).await.unwrap());
+    assert!(store.renew_lock(KEY_ROTATION_LOCK, "holder", short).await.unwrap());
+    // unlock.lua: another token leaves it in place.
+    assert!(!store.unlock(KEY_ROTATION_LOCK, "other").await.unwrap());
+    assert!(!store.try_lock(KEY_ROTATION_LOCK, "other", long).await.unwrap(), "still held");
+    // The renewal set the TTL: it is gone within seconds (the 30 s it was taken with would
+    // still hold it), and then neither script finds it to be the holder's.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !store.try_lock(KEY_ROTATION_LOCK, "next", long).await.unwrap() {
+        assert!(Instant::now() < deadline, "the renewed lock expires after its new TTL");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!store.renew_lock(KEY_ROTATION_LOCK, "holder", long).await.unwrap());
+    assert!(!store.unlock(KEY_ROTATION_LOCK, "holder").await.unwrap());
+
+    // The holder's unlock releases it at once.
+    assert!(store.unlock(KEY_ROTATION_LOCK, "next").await.unwrap());
+    assert!(store.try_lock(KEY_ROTATION_LOCK, "last", long).await.unwrap(), "free after unlock");
 }
 
 #[tokio::test]
