@@ -21,12 +21,11 @@ use access_token::revocation::RevocationList;
 use access_token::watch::spawn_folder_reload;
 use access_token::{Verifier, VerifierConfig};
 use actix_web::dev::Server;
-use actix_web::middleware::{Condition, Logger};
-use actix_web::{App, HttpServer, web};
+use actix_web::web;
 use service_kit::config::BindAddr;
 use service_kit::cors::Credentials;
-use service_kit::metrics::HttpMetrics;
 use service_kit::rejections::Unrouted;
+use service_kit::server::Plumbing;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::articles::{Articles, ArticlesError};
@@ -139,10 +138,7 @@ impl Application {
         let serve = if settings.metrics_bind.is_some() { Serve::Api } else { Serve::ApiAndMetrics };
         let doc = openapi::document(serve);
         let openapi = web::Data::new(openapi::OpenApiJson::new(&doc));
-        let unrouted = web::Data::new(Unrouted::from_openapi(&doc));
         let shutdown_signal = service_kit::shutdown::signal().map_err(StartError::Signals)?;
-        let shutdown_timeout = settings.shutdown_timeout.as_secs();
-        let cors_origins = settings.cors_origins.clone();
 
         let bind_error = |addr: &BindAddr| {
             let addr = addr.to_string();
@@ -165,38 +161,31 @@ impl Application {
             None => None,
         };
 
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(limits::LIMITS)
-                .wrap(HttpMetrics)
-                // `API_CORS_ORIGINS`: bearer tokens only, no credentials.
-                .wrap(service_kit::cors::cors(&cors_origins, Credentials::Omitted))
-                .wrap(actix_web::middleware::from_fn(service_kit::cors::finish))
-                .wrap(service_kit::request_id::RequestIds)
-                .wrap(access_log())
-                .app_data(verifier.clone())
+        let plumbing = Plumbing {
+            limits: limits::LIMITS,
+            // `API_CORS_ORIGINS`: bearer tokens only, no credentials.
+            cors_origins: settings.cors_origins.clone(),
+            credentials: Credentials::Omitted,
+            access_log: ACCESS_LOG,
+            unrouted: web::Data::new(Unrouted::from_openapi(&doc)),
+        };
+        let configure = move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(verifier.clone())
                 .app_data(articles.clone())
                 .app_data(keys_data.clone())
-                .app_data(openapi.clone())
-                .app_data(service_kit::rejections::path_config())
-                .app_data(service_kit::rejections::query_config())
-                .app_data(unrouted.clone())
-                .configure(|cfg| {
-                    routes::configure(&mut ServiceConfig::new(cfg), serve);
-                })
-                .default_service(web::to(service_kit::rejections::unrouted))
-        })
-        .client_request_timeout(limits::CLIENT_REQUEST_TIMEOUT)
-        .client_disconnect_timeout(limits::CLIENT_DISCONNECT_TIMEOUT)
-        .keep_alive(limits::KEEP_ALIVE)
+                .app_data(openapi.clone());
+            routes::configure(&mut ServiceConfig::new(cfg), serve);
+        };
         // SIGTERM and SIGINT alike: stop accepting, let in-flight requests finish for at most
         // `API_SHUTDOWN_TIMEOUT`, then `run_until_stopped` returns (exit 0).
-        .disable_signals()
-        .shutdown_signal(shutdown_signal)
-        .shutdown_timeout(shutdown_timeout)
-        .listen(listener)
-        .map_err(|source| StartError::Bind { addr: "listener".into(), source })?
-        .run();
+        let server = service_kit::server::start(
+            plumbing,
+            configure,
+            listener,
+            shutdown_signal,
+            settings.shutdown_timeout,
+        )
+        .map_err(|source| StartError::Bind { addr: "listener".into(), source })?;
         Ok(Self { port, server, metrics })
     }
 
@@ -217,9 +206,7 @@ impl Application {
     }
 }
 
-/// The access log: method, path (never the query string), status, size, time, request id.
-/// Never the `Authorization` header or a token. Only installed when it logs (see
+/// The access log's target: method, path (never the query string), status, size, time,
+/// request id; never the `Authorization` header or a token. Only installed when it logs (see
 /// [`service_kit::access_log`]).
-fn access_log() -> Condition<Logger> {
-    service_kit::access_log::logger("api_server::access")
-}
+const ACCESS_LOG: &str = "api_server::access";

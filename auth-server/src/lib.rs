@@ -29,11 +29,11 @@ use std::sync::Arc;
 
 use access_token::{FolderSource, KeySet, TrustedKeys, Verifier, VerifierConfig};
 use actix_web::dev::Server;
-use actix_web::middleware::{Condition, Logger};
-use actix_web::{App, HttpServer, web};
+use actix_web::web;
 use service_kit::config::BindAddr;
 use service_kit::cors::Credentials;
 use service_kit::rejections::Unrouted;
+use service_kit::server::Plumbing;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub use crate::config::Settings;
@@ -185,12 +185,10 @@ impl Application {
             signal.await;
             closing.close();
         };
-        let shutdown_timeout = settings.shutdown_timeout.as_secs();
+        let shutdown_timeout = settings.shutdown_timeout;
         // The routes' own document: served, and the source of the 405s' `Allow`.
         let doc = openapi::document(serve);
-        let unrouted = web::Data::new(Unrouted::from_openapi(&doc));
         let introspection = introspection::Clients::from(&settings.introspection_clients);
-        let cors_origins = settings.cors_origins.clone();
         let refresh_cookie = routes::RefreshCookie::new(&settings);
         let state = web::Data::new(AppState {
             metadata: routes::metadata_json(&settings.issuer),
@@ -216,39 +214,29 @@ impl Application {
             }
             None => None,
         };
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(service_kit::limits::Limits::new())
-                .wrap(service_kit::metrics::HttpMetrics)
-                // `AUTH_CORS_ORIGINS`; credentials for the refresh cookie.
-                .wrap(service_kit::cors::cors(&cors_origins, Credentials::Allowed))
-                .wrap(actix_web::middleware::from_fn(service_kit::cors::finish))
-                .wrap(service_kit::request_id::RequestIds)
-                .wrap(access_log())
-                .app_data(state.clone())
-                .app_data(verifier.clone())
-                .app_data(service_kit::rejections::json_config())
-                .app_data(service_kit::rejections::form_config())
-                .app_data(service_kit::rejections::path_config())
-                .app_data(service_kit::rejections::query_config())
-                .configure(|cfg| {
-                    routes::configure(&mut ServiceConfig::new(cfg), serve);
-                })
-                .app_data(unrouted.clone())
-                .default_service(web::to(service_kit::rejections::unrouted))
-        })
-        .client_request_timeout(service_kit::limits::CLIENT_REQUEST_TIMEOUT)
-        .client_disconnect_timeout(service_kit::limits::CLIENT_DISCONNECT_TIMEOUT)
-        .keep_alive(service_kit::limits::KEEP_ALIVE)
+        let plumbing = Plumbing {
+            limits: service_kit::limits::Limits::new(),
+            // `AUTH_CORS_ORIGINS`; credentials for the refresh cookie.
+            cors_origins: state.settings.cors_origins.clone(),
+            credentials: Credentials::Allowed,
+            access_log: ACCESS_LOG,
+            unrouted: web::Data::new(Unrouted::from_openapi(&doc)),
+        };
+        let configure = move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(state.clone()).app_data(verifier.clone());
+            routes::configure(&mut ServiceConfig::new(cfg), serve);
+        };
         // SIGTERM and SIGINT alike (actix's own handling drops in-flight requests on SIGINT):
         // stop accepting, let in-flight requests finish for at most `AUTH_SHUTDOWN_TIMEOUT`,
         // then `run_until_stopped` returns (exit 0).
-        .disable_signals()
-        .shutdown_signal(shutdown_signal)
-        .shutdown_timeout(shutdown_timeout)
-        .listen(listener)
-        .map_err(|source| StartError::Bind { addr: "listener".into(), source })?
-        .run();
+        let server = service_kit::server::start(
+            plumbing,
+            configure,
+            listener,
+            shutdown_signal,
+            shutdown_timeout,
+        )
+        .map_err(|source| StartError::Bind { addr: "listener".into(), source })?;
         Ok(Self { port, server, metrics, keys, rotation })
     }
 
@@ -278,12 +266,10 @@ impl Application {
     }
 }
 
-/// The access log: method, path (never the query string), status, size, time. Never the
-/// `Authorization` header, cookies or bodies. Only installed when it logs (see
+/// The access log's target: method, path (never the query string), status, size, time. Never
+/// the `Authorization` header, cookies or bodies. Only installed when it logs (see
 /// [`service_kit::access_log`]).
-fn access_log() -> Condition<Logger> {
-    service_kit::access_log::logger("auth_server::access")
-}
+const ACCESS_LOG: &str = "auth_server::access";
 
 /// The Redis store of `settings.redis`: one server, a Cluster or a Sentinel-watched master.
 pub fn store_for(settings: &Settings) -> Result<Store, StartError> {
