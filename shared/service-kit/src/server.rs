@@ -104,3 +104,71 @@ where
         .listen(listener)?
         .run())
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::dev::Service as _;
+    use actix_web::http::{Method, StatusCode, header};
+    use actix_web::test::{TestRequest, call_service, init_service, read_body};
+    use actix_web::{HttpResponse, web};
+
+    use super::*;
+
+    fn plumbing(origins: &str) -> Plumbing {
+        Plumbing {
+            limits: Limits::new(),
+            cors_origins: origins.parse().unwrap(),
+            credentials: Credentials::Omitted,
+            access_log: "service_kit::server::tests",
+            unrouted: web::Data::new(Unrouted::default()),
+        }
+    }
+
+    #[actix_web::test]
+    async fn every_answer_carries_a_request_id_and_unrouted_paths_get_the_envelope() {
+        let app = init_service(
+            plumbing("").app().route("/x", web::get().to(|| async { HttpResponse::Ok().finish() })),
+        )
+        .await;
+        let res = call_service(&app, TestRequest::get().uri("/x").to_request()).await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(res.headers().contains_key("x-request-id"));
+
+        let res = call_service(&app, TestRequest::get().uri("/nope").to_request()).await;
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+        assert!(res.headers().contains_key("x-request-id"));
+        let body: serde_json::Value = serde_json::from_slice(&read_body(res).await).unwrap();
+        assert_eq!(body["error"], "not_found");
+
+        let long = format!("/x?{}", "q".repeat(crate::limits::MAX_URI_BYTES));
+        // A refusal of the limits is an error (the server turns it into its response).
+        let err = app.call(TestRequest::get().uri(&long).to_request()).await.err().unwrap();
+        let res = err.error_response();
+        assert_eq!(res.status(), StatusCode::URI_TOO_LONG);
+        assert!(res.headers().contains_key("x-request-id"));
+    }
+
+    #[actix_web::test]
+    async fn the_cors_layers_answer_only_when_origins_are_listed() {
+        let preflight = || {
+            TestRequest::default()
+                .method(Method::OPTIONS)
+                .uri("/x")
+                .insert_header((header::ORIGIN, "https://app.example"))
+                .insert_header((header::ACCESS_CONTROL_REQUEST_METHOD, "GET"))
+                .to_request()
+        };
+        let route = || web::get().to(|| async { HttpResponse::Ok().finish() });
+
+        let app = init_service(plumbing("https://app.example").app().route("/x", route())).await;
+        let res = call_service(&app, preflight()).await;
+        assert_eq!(res.status(), StatusCode::NO_CONTENT);
+        assert!(res.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN));
+
+        let app = init_service(plumbing("").app().route("/x", route())).await;
+        let res = call_service(&app, preflight()).await;
+        assert_ne!(res.status(), StatusCode::NO_CONTENT);
+        assert!(res.headers().keys().all(|k| !k.as_str().starts_with("access-control-")));
+        assert!(res.headers().get(header::VARY).is_none());
+    }
+}
