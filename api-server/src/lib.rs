@@ -22,8 +22,8 @@ use access_token::watch::spawn_folder_reload;
 use access_token::{Verifier, VerifierConfig};
 use actix_web::dev::Server;
 use actix_web::web;
-use service_kit::config::BindAddr;
 use service_kit::cors::Credentials;
+use service_kit::listen::ListenError;
 use service_kit::rejections::Unrouted;
 use service_kit::server::Plumbing;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -45,23 +45,15 @@ pub enum StartError {
     /// `API_ARTICLES_FILE` could not be loaded.
     #[error("API_ARTICLES_FILE: {0}")]
     Articles(#[from] ArticlesError),
-    /// Binding the listen address.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// `API_BIND`.
-        addr: String,
-        /// The cause.
-        source: std::io::Error,
-    },
+    /// Binding a listen address, or installing the signal handlers.
+    #[error(transparent)]
+    Listen(#[from] ListenError),
     /// The JWKS HTTP client could not be built.
     #[error("API_JWKS_URL: {0}")]
     Jwks(String),
     /// The revocation list's follower could not be built.
     #[error("API_REVOCATIONS_URL: {0}")]
     Revocations(String),
-    /// The SIGTERM/SIGINT handlers could not be installed.
-    #[error("cannot install the signal handlers: {0}")]
-    Signals(std::io::Error),
 }
 
 /// A built server, listening, not yet running.
@@ -138,24 +130,18 @@ impl Application {
         let serve = if settings.metrics_bind.is_some() { Serve::Api } else { Serve::ApiAndMetrics };
         let doc = openapi::document(serve);
         let openapi = web::Data::new(openapi::OpenApiJson::new(&doc));
-        let shutdown_signal = service_kit::shutdown::signal().map_err(StartError::Signals)?;
+        let shutdown_signal = service_kit::shutdown::signal().map_err(ListenError::Signals)?;
 
-        let bind_error = |addr: &BindAddr| {
-            let addr = addr.to_string();
-            move |source| StartError::Bind { addr, source }
-        };
-        let (listener, port) = service_kit::listen::bind(settings.bind.as_str())
-            .map_err(bind_error(&settings.bind))?;
+        let (listener, port) = service_kit::listen::bind_to(&settings.bind)?;
         // `API_METRICS_BIND`: `/metrics` on its own listener, and not on the API's.
         let metrics = match &settings.metrics_bind {
             Some(addr) => {
-                let (listener, port) =
-                    service_kit::listen::bind(addr.as_str()).map_err(bind_error(addr))?;
+                let (listener, port) = service_kit::listen::bind_to(addr)?;
                 let server = service_kit::listen::metrics_server(
                     listener,
                     service_kit::metrics::metrics_handler,
                 )
-                .map_err(bind_error(addr))?;
+                .map_err(|source| ListenError::Bind { addr: addr.to_string(), source })?;
                 Some((server, port))
             }
             None => None,
@@ -185,7 +171,7 @@ impl Application {
             shutdown_signal,
             settings.shutdown_timeout,
         )
-        .map_err(|source| StartError::Bind { addr: "listener".into(), source })?;
+        .map_err(|source| ListenError::Bind { addr: "listener".into(), source })?;
         Ok(Self { port, server, metrics })
     }
 

@@ -30,8 +30,8 @@ use std::sync::Arc;
 use access_token::{FolderSource, KeySet, TrustedKeys, Verifier, VerifierConfig};
 use actix_web::dev::Server;
 use actix_web::web;
-use service_kit::config::BindAddr;
 use service_kit::cors::Credentials;
+use service_kit::listen::ListenError;
 use service_kit::rejections::Unrouted;
 use service_kit::server::Plumbing;
 use utoipa_actix_web::service_config::ServiceConfig;
@@ -57,17 +57,9 @@ pub enum StartError {
     /// The Redis client could not be set up.
     #[error("redis: {0}")]
     Store(#[from] StoreError),
-    /// Binding the listen address.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// `AUTH_BIND`.
-        addr: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The SIGTERM/SIGINT handlers could not be installed.
-    #[error("cannot install the signal handlers: {0}")]
-    Signals(std::io::Error),
+    /// Binding a listen address, or installing the signal handlers.
+    #[error(transparent)]
+    Listen(#[from] ListenError),
     /// Anything else at start-up (hashing, a crashed blocking task).
     #[error("{0}")]
     Other(String),
@@ -163,22 +155,17 @@ impl Application {
             .with_background_retries();
         let sessions = Sessions::new(store.clone(), keys.clone(), policy, publisher);
 
-        let bind_error = |addr: &BindAddr| {
-            let addr = addr.to_string();
-            move |source| StartError::Bind { addr, source }
-        };
-        let (listener, port) = service_kit::listen::bind(settings.bind.as_str())
-            .map_err(bind_error(&settings.bind))?;
+        let (listener, port) = service_kit::listen::bind_to(&settings.bind)?;
         // `AUTH_METRICS_BIND`: `/metrics` on its own listener, and not on the API's.
         let (serve, metrics_listener) = match &settings.metrics_bind {
             Some(addr) => {
-                let bound = service_kit::listen::bind(addr.as_str()).map_err(bind_error(addr))?;
+                let bound = service_kit::listen::bind_to(addr)?;
                 (Serve::Api, Some(bound))
             }
             None => (Serve::ApiAndMetrics, None),
         };
 
-        let signal = service_kit::shutdown::signal().map_err(StartError::Signals)?;
+        let signal = service_kit::shutdown::signal().map_err(ListenError::Signals)?;
         // Long polls answer at once on shutdown, rather than holding it for up to 30 s.
         let closing = hub.clone();
         let shutdown_signal = async move {
@@ -209,7 +196,7 @@ impl Application {
                     let state = state.clone();
                     async move { routes::metrics_response(&state) }
                 })
-                .map_err(|source| StartError::Bind { addr: "metrics listener".into(), source })?;
+                .map_err(|source| ListenError::Bind { addr: "metrics listener".into(), source })?;
                 Some((server, port))
             }
             None => None,
@@ -236,7 +223,7 @@ impl Application {
             shutdown_signal,
             shutdown_timeout,
         )
-        .map_err(|source| StartError::Bind { addr: "listener".into(), source })?;
+        .map_err(|source| ListenError::Bind { addr: "listener".into(), source })?;
         Ok(Self { port, server, metrics, keys, rotation })
     }
 
