@@ -170,8 +170,7 @@ impl Application {
             listener,
             shutdown_signal,
             settings.shutdown_timeout,
-        )
-        .map_err(|source| ListenError::Bind { addr: "listener".into(), source })?;
+        )?;
         Ok(Self { port, server, metrics })
     }
 

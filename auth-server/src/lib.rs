@@ -222,8 +222,7 @@ impl Application {
             listener,
             shutdown_signal,
             shutdown_timeout,
-        )
-        .map_err(|source| ListenError::Bind { addr: "listener".into(), source })?;
+        )?;
         Ok(Self { port, server, metrics, keys, rotation })
     }
 

@@ -29,6 +29,7 @@ use actix_web::{App, HttpServer, web};
 use crate::config::Origins;
 use crate::cors::Credentials;
 use crate::limits::{self, Limits};
+use crate::listen::ListenError;
 use crate::rejections::Unrouted;
 
 /// What a service's middleware chain is made of (see the [module](self) for the order).
@@ -90,7 +91,7 @@ pub fn start<C>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
     shutdown_timeout: Duration,
-) -> std::io::Result<Server>
+) -> Result<Server, ListenError>
 where
     C: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
 {
@@ -101,7 +102,8 @@ where
         .disable_signals()
         .shutdown_signal(shutdown)
         .shutdown_timeout(shutdown_timeout.as_secs())
-        .listen(listener)?
+        .listen(listener)
+        .map_err(|source| ListenError::Bind { addr: "listener".into(), source })?
         .run())
 }
 
