@@ -6,14 +6,15 @@
 //! read together into [`KeysFrom`]. The layering and the shared validators are
 //! `service_kit::config`; a bad value is one line naming the variable.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 pub use service_kit::config::ConfigError;
 use service_kit::config::{
-    AtLeastOneSecond, BindAddr, DurationBounds, Layers, Origins, bounded_duration, http_url,
-    keys_of, non_empty, non_empty_path, optional, optional_duration, optional_http_url, parse_text,
+    AtLeastOneSecond, BindAddr, DurationBounds, Layered, Layers, Origins, bounded_duration,
+    http_url, keys_of, non_empty, non_empty_path, optional, optional_duration, optional_http_url,
+    parse_text,
 };
 
 /// The prefix of every environment variable of this server.
@@ -102,20 +103,15 @@ impl Default for Settings {
     }
 }
 
-impl Settings {
-    /// Loads the settings from the optional TOML file and the process environment.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        Self::from_sources(file, std::env::vars())
+/// `load` and `from_sources` (the `API_*` variables over the TOML file over the defaults).
+impl Layered for Settings {
+    const ENV_PREFIX: &'static str = ENV_PREFIX;
+
+    fn keys() -> Vec<&'static [&'static str]> {
+        vec![keys_of::<Settings>(), keys_of::<KeySourceKeys>()]
     }
 
-    /// Loads the settings from the optional TOML file and the given environment (only the
-    /// `API_*` names of the settings are read from it).
-    pub fn from_sources(
-        file: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, ConfigError> {
-        let keys = [keys_of::<Settings>(), keys_of::<KeySourceKeys>()];
-        let layers = Layers::load(ENV_PREFIX, &keys, file, env)?;
+    fn from_layers(layers: &Layers) -> Result<Self, ConfigError> {
         let mut settings: Settings = layers.get()?;
         settings.keys = layers.get::<KeySourceKeys>()?.resolve();
         if settings.revocations_max_staleness.is_some() && settings.revocations_url.is_none() {
@@ -123,7 +119,9 @@ impl Settings {
         }
         Ok(settings)
     }
+}
 
+impl Settings {
     /// Settings for tests: the defaults, bound to `127.0.0.1:0`, keys from `keys_dir`.
     pub fn for_tests(keys_dir: impl Into<PathBuf>) -> Self {
         Self {

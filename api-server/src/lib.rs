@@ -21,12 +21,11 @@ use access_token::revocation::RevocationList;
 use access_token::watch::spawn_folder_reload;
 use access_token::{Verifier, VerifierConfig};
 use actix_web::dev::Server;
-use actix_web::middleware::{Condition, Logger};
-use actix_web::{App, HttpServer, web};
-use service_kit::config::BindAddr;
+use actix_web::web;
 use service_kit::cors::Credentials;
-use service_kit::metrics::HttpMetrics;
+use service_kit::listen::ListenError;
 use service_kit::rejections::Unrouted;
+use service_kit::server::Plumbing;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 use crate::articles::{Articles, ArticlesError};
@@ -46,23 +45,15 @@ pub enum StartError {
     /// `API_ARTICLES_FILE` could not be loaded.
     #[error("API_ARTICLES_FILE: {0}")]
     Articles(#[from] ArticlesError),
-    /// Binding the listen address.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// `API_BIND`.
-        addr: String,
-        /// The cause.
-        source: std::io::Error,
-    },
+    /// Binding a listen address, or installing the signal handlers.
+    #[error(transparent)]
+    Listen(#[from] ListenError),
     /// The JWKS HTTP client could not be built.
     #[error("API_JWKS_URL: {0}")]
     Jwks(String),
     /// The revocation list's follower could not be built.
     #[error("API_REVOCATIONS_URL: {0}")]
     Revocations(String),
-    /// The SIGTERM/SIGINT handlers could not be installed.
-    #[error("cannot install the signal handlers: {0}")]
-    Signals(std::io::Error),
 }
 
 /// A built server, listening, not yet running.
@@ -139,64 +130,47 @@ impl Application {
         let serve = if settings.metrics_bind.is_some() { Serve::Api } else { Serve::ApiAndMetrics };
         let doc = openapi::document(serve);
         let openapi = web::Data::new(openapi::OpenApiJson::new(&doc));
-        let unrouted = web::Data::new(Unrouted::from_openapi(&doc));
-        let shutdown_signal = service_kit::shutdown::signal().map_err(StartError::Signals)?;
-        let shutdown_timeout = settings.shutdown_timeout.as_secs();
-        let cors_origins = settings.cors_origins.clone();
+        let shutdown_signal = service_kit::shutdown::signal().map_err(ListenError::Signals)?;
 
-        let bind_error = |addr: &BindAddr| {
-            let addr = addr.to_string();
-            move |source| StartError::Bind { addr, source }
-        };
-        let (listener, port) = service_kit::listen::bind(settings.bind.as_str())
-            .map_err(bind_error(&settings.bind))?;
+        let (listener, port) = service_kit::listen::bind_to(&settings.bind)?;
         // `API_METRICS_BIND`: `/metrics` on its own listener, and not on the API's.
         let metrics = match &settings.metrics_bind {
             Some(addr) => {
-                let (listener, port) =
-                    service_kit::listen::bind(addr.as_str()).map_err(bind_error(addr))?;
+                let (listener, port) = service_kit::listen::bind_to(addr)?;
                 let server = service_kit::listen::metrics_server(
                     listener,
                     service_kit::metrics::metrics_handler,
                 )
-                .map_err(bind_error(addr))?;
+                .map_err(|source| ListenError::Bind { addr: addr.to_string(), source })?;
                 Some((server, port))
             }
             None => None,
         };
 
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(limits::LIMITS)
-                .wrap(HttpMetrics)
-                // `API_CORS_ORIGINS`: bearer tokens only, no credentials.
-                .wrap(service_kit::cors::cors(&cors_origins, Credentials::Omitted))
-                .wrap(actix_web::middleware::from_fn(service_kit::cors::finish))
-                .wrap(service_kit::request_id::RequestIds)
-                .wrap(access_log())
-                .app_data(verifier.clone())
+        let plumbing = Plumbing {
+            limits: limits::LIMITS,
+            // `API_CORS_ORIGINS`: bearer tokens only, no credentials.
+            cors_origins: settings.cors_origins.clone(),
+            credentials: Credentials::Omitted,
+            access_log: ACCESS_LOG,
+            unrouted: web::Data::new(Unrouted::from_openapi(&doc)),
+        };
+        let configure = move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(verifier.clone())
                 .app_data(articles.clone())
                 .app_data(keys_data.clone())
-                .app_data(openapi.clone())
-                .app_data(service_kit::rejections::path_config())
-                .app_data(service_kit::rejections::query_config())
-                .app_data(unrouted.clone())
-                .configure(|cfg| {
-                    routes::configure(&mut ServiceConfig::new(cfg), serve);
-                })
-                .default_service(web::to(service_kit::rejections::unrouted))
-        })
-        .client_request_timeout(limits::CLIENT_REQUEST_TIMEOUT)
-        .client_disconnect_timeout(limits::CLIENT_DISCONNECT_TIMEOUT)
-        .keep_alive(limits::KEEP_ALIVE)
+                .app_data(openapi.clone());
+            routes::configure(&mut ServiceConfig::new(cfg), serve);
+        };
         // SIGTERM and SIGINT alike: stop accepting, let in-flight requests finish for at most
         // `API_SHUTDOWN_TIMEOUT`, then `run_until_stopped` returns (exit 0).
-        .disable_signals()
-        .shutdown_signal(shutdown_signal)
-        .shutdown_timeout(shutdown_timeout)
-        .listen(listener)
-        .map_err(|source| StartError::Bind { addr: "listener".into(), source })?
-        .run();
+        let server = service_kit::server::start(
+            plumbing,
+            configure,
+            listener,
+            shutdown_signal,
+            settings.shutdown_timeout,
+        )?;
         Ok(Self { port, server, metrics })
     }
 
@@ -217,9 +191,7 @@ impl Application {
     }
 }
 
-/// The access log: method, path (never the query string), status, size, time, request id.
-/// Never the `Authorization` header or a token. Only installed when it logs (see
+/// The access log's target: method, path (never the query string), status, size, time,
+/// request id; never the `Authorization` header or a token. Only installed when it logs (see
 /// [`service_kit::access_log`]).
-fn access_log() -> Condition<Logger> {
-    service_kit::access_log::logger("api_server::access")
-}
+const ACCESS_LOG: &str = "api_server::access";

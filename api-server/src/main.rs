@@ -24,44 +24,23 @@ enum Command {
     Healthcheck,
 }
 
+/// The name in the one-line errors.
+const NAME: &str = "api-server";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let settings = match Settings::load(cli.config.as_deref()) {
+    let settings: Settings = match service_kit::main_steps::start(NAME, cli.config.as_deref()) {
         Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("api-server: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(settings),
-        Command::Healthcheck => healthcheck(&settings),
-    }
-}
-
-fn serve(settings: Settings) -> ExitCode {
-    let result = actix_web::rt::System::new().block_on(async move {
-        let app = Application::build(settings).await.map_err(|e| e.to_string())?;
-        log::info!("listening on port {}", app.port());
-        app.run_until_stopped().await.map_err(|e| e.to_string())
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("api-server: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// GET /readyz on the local port (`service_kit::healthcheck`).
-fn healthcheck(settings: &Settings) -> ExitCode {
-    match service_kit::healthcheck::check_ready(settings.port().unwrap_or(4000)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("api-server: {e}");
-            ExitCode::FAILURE
+        Command::Serve => service_kit::main_steps::serve(NAME, async move {
+            let app = Application::build(settings).await?;
+            log::info!("listening on port {}", app.port());
+            Ok(app.run_until_stopped().await?)
+        }),
+        Command::Healthcheck => {
+            service_kit::main_steps::healthcheck(NAME, settings.port().unwrap_or(4000))
         }
     }
 }

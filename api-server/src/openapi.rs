@@ -10,10 +10,8 @@
 //! - statuses any route can answer (the limits' 408, 413, 414, 431, and 500) are added to every
 //!   operation by [`document`], so no handler can forget them.
 
-use actix_web::App;
 use service_kit::openapi::BearerAuth;
 use utoipa::OpenApi;
-use utoipa_actix_web::AppExt as _;
 
 use crate::routes::{self, Serve};
 
@@ -38,13 +36,12 @@ const COMMON: &[(&str, &str)] = &[(
 
 /// The document of the routes `serve` mounts, with the common statuses on every operation.
 pub fn document(serve: Serve) -> utoipa::openapi::OpenApi {
-    let (_, mut doc) = App::new()
-        .into_utoipa_app()
-        .openapi(ApiDoc::openapi())
-        .configure(|cfg| routes::configure(cfg, serve))
-        .split_for_parts();
-    service_kit::openapi::name_bearer_challenge(&mut doc, crate::REALM, crate::REQUIRED_SCOPE);
-    service_kit::openapi::add_common_responses(&mut doc, service_kit::openapi::COMMON_ERRORS);
+    let mut doc = service_kit::openapi::document(
+        ApiDoc::openapi(),
+        |cfg| routes::configure(cfg, serve),
+        crate::REALM,
+        crate::REQUIRED_SCOPE,
+    );
     service_kit::openapi::add_common_responses(&mut doc, COMMON);
     doc
 }

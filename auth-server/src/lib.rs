@@ -29,11 +29,11 @@ use std::sync::Arc;
 
 use access_token::{FolderSource, KeySet, TrustedKeys, Verifier, VerifierConfig};
 use actix_web::dev::Server;
-use actix_web::middleware::{Condition, Logger};
-use actix_web::{App, HttpServer, web};
-use service_kit::config::BindAddr;
+use actix_web::web;
 use service_kit::cors::Credentials;
+use service_kit::listen::ListenError;
 use service_kit::rejections::Unrouted;
+use service_kit::server::Plumbing;
 use utoipa_actix_web::service_config::ServiceConfig;
 
 pub use crate::config::Settings;
@@ -57,17 +57,9 @@ pub enum StartError {
     /// The Redis client could not be set up.
     #[error("redis: {0}")]
     Store(#[from] StoreError),
-    /// Binding the listen address.
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        /// `AUTH_BIND`.
-        addr: String,
-        /// The cause.
-        source: std::io::Error,
-    },
-    /// The SIGTERM/SIGINT handlers could not be installed.
-    #[error("cannot install the signal handlers: {0}")]
-    Signals(std::io::Error),
+    /// Binding a listen address, or installing the signal handlers.
+    #[error(transparent)]
+    Listen(#[from] ListenError),
     /// Anything else at start-up (hashing, a crashed blocking task).
     #[error("{0}")]
     Other(String),
@@ -163,34 +155,27 @@ impl Application {
             .with_background_retries();
         let sessions = Sessions::new(store.clone(), keys.clone(), policy, publisher);
 
-        let bind_error = |addr: &BindAddr| {
-            let addr = addr.to_string();
-            move |source| StartError::Bind { addr, source }
-        };
-        let (listener, port) = service_kit::listen::bind(settings.bind.as_str())
-            .map_err(bind_error(&settings.bind))?;
+        let (listener, port) = service_kit::listen::bind_to(&settings.bind)?;
         // `AUTH_METRICS_BIND`: `/metrics` on its own listener, and not on the API's.
         let (serve, metrics_listener) = match &settings.metrics_bind {
             Some(addr) => {
-                let bound = service_kit::listen::bind(addr.as_str()).map_err(bind_error(addr))?;
+                let bound = service_kit::listen::bind_to(addr)?;
                 (Serve::Api, Some(bound))
             }
             None => (Serve::ApiAndMetrics, None),
         };
 
-        let signal = service_kit::shutdown::signal().map_err(StartError::Signals)?;
+        let signal = service_kit::shutdown::signal().map_err(ListenError::Signals)?;
         // Long polls answer at once on shutdown, rather than holding it for up to 30 s.
         let closing = hub.clone();
         let shutdown_signal = async move {
             signal.await;
             closing.close();
         };
-        let shutdown_timeout = settings.shutdown_timeout.as_secs();
+        let shutdown_timeout = settings.shutdown_timeout;
         // The routes' own document: served, and the source of the 405s' `Allow`.
         let doc = openapi::document(serve);
-        let unrouted = web::Data::new(Unrouted::from_openapi(&doc));
         let introspection = introspection::Clients::from(&settings.introspection_clients);
-        let cors_origins = settings.cors_origins.clone();
         let refresh_cookie = routes::RefreshCookie::new(&settings);
         let state = web::Data::new(AppState {
             metadata: routes::metadata_json(&settings.issuer),
@@ -211,44 +196,33 @@ impl Application {
                     let state = state.clone();
                     async move { routes::metrics_response(&state) }
                 })
-                .map_err(|source| StartError::Bind { addr: "metrics listener".into(), source })?;
+                .map_err(|source| ListenError::Bind { addr: "metrics listener".into(), source })?;
                 Some((server, port))
             }
             None => None,
         };
-        let server = HttpServer::new(move || {
-            App::new()
-                .wrap(service_kit::limits::Limits::new())
-                .wrap(service_kit::metrics::HttpMetrics)
-                // `AUTH_CORS_ORIGINS`; credentials for the refresh cookie.
-                .wrap(service_kit::cors::cors(&cors_origins, Credentials::Allowed))
-                .wrap(actix_web::middleware::from_fn(service_kit::cors::finish))
-                .wrap(service_kit::request_id::RequestIds)
-                .wrap(access_log())
-                .app_data(state.clone())
-                .app_data(verifier.clone())
-                .app_data(service_kit::rejections::json_config())
-                .app_data(service_kit::rejections::form_config())
-                .app_data(service_kit::rejections::path_config())
-                .app_data(service_kit::rejections::query_config())
-                .configure(|cfg| {
-                    routes::configure(&mut ServiceConfig::new(cfg), serve);
-                })
-                .app_data(unrouted.clone())
-                .default_service(web::to(service_kit::rejections::unrouted))
-        })
-        .client_request_timeout(service_kit::limits::CLIENT_REQUEST_TIMEOUT)
-        .client_disconnect_timeout(service_kit::limits::CLIENT_DISCONNECT_TIMEOUT)
-        .keep_alive(service_kit::limits::KEEP_ALIVE)
+        let plumbing = Plumbing {
+            limits: service_kit::limits::Limits::new(),
+            // `AUTH_CORS_ORIGINS`; credentials for the refresh cookie.
+            cors_origins: state.settings.cors_origins.clone(),
+            credentials: Credentials::Allowed,
+            access_log: ACCESS_LOG,
+            unrouted: web::Data::new(Unrouted::from_openapi(&doc)),
+        };
+        let configure = move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(state.clone()).app_data(verifier.clone());
+            routes::configure(&mut ServiceConfig::new(cfg), serve);
+        };
         // SIGTERM and SIGINT alike (actix's own handling drops in-flight requests on SIGINT):
         // stop accepting, let in-flight requests finish for at most `AUTH_SHUTDOWN_TIMEOUT`,
         // then `run_until_stopped` returns (exit 0).
-        .disable_signals()
-        .shutdown_signal(shutdown_signal)
-        .shutdown_timeout(shutdown_timeout)
-        .listen(listener)
-        .map_err(|source| StartError::Bind { addr: "listener".into(), source })?
-        .run();
+        let server = service_kit::server::start(
+            plumbing,
+            configure,
+            listener,
+            shutdown_signal,
+            shutdown_timeout,
+        )?;
         Ok(Self { port, server, metrics, keys, rotation })
     }
 
@@ -278,12 +252,10 @@ impl Application {
     }
 }
 
-/// The access log: method, path (never the query string), status, size, time. Never the
-/// `Authorization` header, cookies or bodies. Only installed when it logs (see
+/// The access log's target: method, path (never the query string), status, size, time. Never
+/// the `Authorization` header, cookies or bodies. Only installed when it logs (see
 /// [`service_kit::access_log`]).
-fn access_log() -> Condition<Logger> {
-    service_kit::access_log::logger("auth_server::access")
-}
+const ACCESS_LOG: &str = "auth_server::access";
 
 /// The Redis store of `settings.redis`: one server, a Cluster or a Sentinel-watched master.
 pub fn store_for(settings: &Settings) -> Result<Store, StartError> {

@@ -32,46 +32,25 @@ enum Command {
     Users(auth_server::cli::users::UsersArgs),
 }
 
+/// The name in the one-line errors.
+const NAME: &str = "auth-server";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let settings = match Settings::load(cli.config.as_deref()) {
+    let settings: Settings = match service_kit::main_steps::start(NAME, cli.config.as_deref()) {
         Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("auth-server: {e}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(settings),
-        Command::Healthcheck => healthcheck(&settings),
+        Command::Serve => service_kit::main_steps::serve(NAME, async move {
+            let app = Application::build(settings).await?;
+            log::info!("listening on port {}", app.port());
+            Ok(app.run_until_stopped().await?)
+        }),
+        Command::Healthcheck => {
+            service_kit::main_steps::healthcheck(NAME, settings.bind.port().unwrap_or(5000))
+        }
         Command::Keys(args) => auth_server::cli::keys::run(&settings, args),
         Command::Users(args) => auth_server::cli::users::run(&settings, args),
-    }
-}
-
-fn serve(settings: Settings) -> ExitCode {
-    let result = actix_web::rt::System::new().block_on(async move {
-        let app = Application::build(settings).await?;
-        log::info!("listening on port {}", app.port());
-        app.run_until_stopped().await.map_err(|e| auth_server::StartError::Other(e.to_string()))
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("auth-server: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// GET /readyz on the local port (`service_kit::healthcheck`).
-fn healthcheck(settings: &Settings) -> ExitCode {
-    match service_kit::healthcheck::check_ready(settings.bind.port().unwrap_or(5000)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("auth-server: {e}");
-            ExitCode::FAILURE
-        }
     }
 }

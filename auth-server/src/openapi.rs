@@ -12,10 +12,8 @@
 //! - statuses any route can answer (`service_kit::openapi::COMMON_ERRORS`: 408, 414, 431, 500) are
 //!   added to every operation by [`document`], so no handler can forget them.
 
-use actix_web::App;
 use service_kit::openapi::BearerAuth;
 use utoipa::{OpenApi, ToSchema};
-use utoipa_actix_web::AppExt as _;
 
 use crate::routes::{self, Serve};
 
@@ -77,14 +75,12 @@ pub struct ApiDoc;
 /// The document of the routes `serve` mounts, with the statuses of
 /// `service_kit::openapi::COMMON_ERRORS` on every operation.
 pub fn document(serve: Serve) -> utoipa::openapi::OpenApi {
-    let (_, mut doc) = App::new()
-        .into_utoipa_app()
-        .openapi(ApiDoc::openapi())
-        .configure(|cfg| routes::configure(cfg, serve))
-        .split_for_parts();
-    service_kit::openapi::name_bearer_challenge(&mut doc, crate::VERIFIER_REALM, "");
-    service_kit::openapi::add_common_responses(&mut doc, service_kit::openapi::COMMON_ERRORS);
-    doc
+    service_kit::openapi::document(
+        ApiDoc::openapi(),
+        |cfg| routes::configure(cfg, serve),
+        crate::VERIFIER_REALM,
+        "",
+    )
 }
 
 #[cfg(test)]

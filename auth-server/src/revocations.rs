@@ -10,6 +10,10 @@
 //! authoritative answer: a reset, or what is after its cursor); when there is nothing yet, it
 //! waits on the watch and is answered from memory as soon as the hub has read something after
 //! its cursor. The cursors are Redis stream ids, so every instance serves the same ones.
+//!
+//! Why one file (~500 lines of code): [`Publisher`] and [`Hub`] are the two ends of one list (what
+//! one publishes the other serves, and the publisher wakes the hub of its own instance), and their
+//! ordering rules (publish before delete, cursors as stream ids) are stated once, above.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

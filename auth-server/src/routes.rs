@@ -7,6 +7,11 @@
 //! attributes and one `cfg.service(handler)` line in [`configure`]. Other methods on a known
 //! path get the contract's 405 with `Allow` (`service_kit::rejections::envelope_405`), unknown
 //! paths a 404 (`service_kit::rejections::not_found`).
+//!
+//! Why one file (~540 lines of code): each handler is a few lines, and most of the file is the
+//! declaration of the routes themselves (the `#[utoipa::path]` of every status and body, the
+//! request and response types); the session routes are already apart ([`crate::session_routes`]).
+//! Split further, [`configure`] would register handlers from files that each hold two of them.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;

@@ -6,6 +6,11 @@
 //! token and the time of issue only (`jti` derived from the refresh token, `iat` = time of
 //! issue, which is Redis's time of the login or rotation; RS256 signatures are deterministic). So when the reuse grace hands out the same
 //! successor again, re-signing gives the byte-identical pair without storing the access token.
+//!
+//! Why one file (~490 lines of code): the ways a session ends (logout, reuse, `logout/all`,
+//! rotation limits) must all go mark → publish → delete; [`Sessions`] (login, rotate) and
+//! [`Inventory`] (list, end) share that path and the policy, and keeping them together keeps one
+//! place where the order is visible.
 
 use std::sync::Arc;
 use std::time::Duration;

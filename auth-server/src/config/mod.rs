@@ -10,7 +10,7 @@
 //! Some settings of the contract are validated here before their feature is wired (see
 //! [`Settings::not_yet_in_effect`]); the server warns at start-up when one of them is set.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -18,8 +18,8 @@ use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 pub use service_kit::config::ConfigError;
 use service_kit::config::{
-    AtLeastOneSecond, BindAddr, DurationBounds, Layers, Origins, bounded_duration, flag, keys_of,
-    non_empty, non_empty_path, optional, optional_duration, parse_text, positive_u32,
+    AtLeastOneSecond, BindAddr, DurationBounds, Layered, Layers, Origins, bounded_duration, flag,
+    keys_of, non_empty, non_empty_path, optional, optional_duration, parse_text, positive_u32,
 };
 
 use crate::passwords::Hasher;
@@ -152,33 +152,30 @@ impl Default for Settings {
     }
 }
 
-impl Settings {
-    /// Loads the settings from the optional TOML file and the process environment.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        Self::from_sources(file, std::env::vars())
-    }
+/// `load` and `from_sources` (the `AUTH_*` variables over the TOML file over the defaults).
+impl Layered for Settings {
+    const ENV_PREFIX: &'static str = ENV_PREFIX;
 
-    /// Loads the settings from the optional TOML file and the given environment
-    /// (only the `AUTH_*` names of the settings are read from it).
-    pub fn from_sources(
-        file: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, ConfigError> {
-        let keys = [
+    fn keys() -> Vec<&'static [&'static str]> {
+        vec![
             keys_of::<Settings>(),
             keys_of::<RedisKeys>(),
             keys_of::<ThrottleKeys>(),
             keys_of::<IntrospectionKeys>(),
-        ];
-        let layers = Layers::load(ENV_PREFIX, &keys, file, env)?;
-        let mut settings: Settings = layers.get()?;
-        settings.redis = layers.get::<RedisKeys>()?.resolve(&layers)?;
-        settings.throttle = layers.get::<ThrottleKeys>()?.resolve(&layers)?;
-        settings.introspection_clients = layers.get::<IntrospectionKeys>()?.resolve(&layers)?;
-        settings.check(&layers)?;
-        Ok(settings)
+        ]
     }
 
+    fn from_layers(layers: &Layers) -> Result<Self, ConfigError> {
+        let mut settings: Settings = layers.get()?;
+        settings.redis = layers.get::<RedisKeys>()?.resolve(layers)?;
+        settings.throttle = layers.get::<ThrottleKeys>()?.resolve(layers)?;
+        settings.introspection_clients = layers.get::<IntrospectionKeys>()?.resolve(layers)?;
+        settings.check(layers)?;
+        Ok(settings)
+    }
+}
+
+impl Settings {
     /// The rules that span settings.
     fn check(&self, layers: &Layers) -> Result<(), ConfigError> {
         if self.refresh_cookie_samesite == SameSite::None && !self.issuer.starts_with("https://") {
@@ -743,9 +740,10 @@ mod tests {
 
     #[test]
     fn a_missing_file_is_an_error() {
-        let err = Settings::from_sources(Some(Path::new("/nonexistent/auth.toml")), env(&[]))
-            .unwrap_err()
-            .to_string();
+        let err =
+            Settings::from_sources(Some(std::path::Path::new("/nonexistent/auth.toml")), env(&[]))
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("/nonexistent/auth.toml"), "{err}");
     }
 }

@@ -6,6 +6,12 @@
 //!
 //! A token's `kid` is only ever used as a map key here: nothing in this module builds a path
 //! from it, so `../../etc/passwd` is just a key that is not in the map.
+//!
+//! Why one file (~600 lines of code): [`KeySet`], the [`KeySource`]s and [`TrustedKeys`] are one
+//! mechanism (a source loads a whole set, the live keys swap it, an unknown `kid` re-reads with a
+//! cooldown, a re-read that finds the same keys keeps the set and the token cache); the reload
+//! rules refer to all three, and the folder watcher ([`crate::watch`]) and the JWKS source are
+//! already outside.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;

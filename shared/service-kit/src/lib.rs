@@ -13,7 +13,9 @@
 //! - [`listen`]: binding, and the metrics listener (`*_METRICS_BIND`) run beside the main one;
 //! - [`metrics`]: the HTTP metrics middleware and `GET /metrics`;
 //! - [`request_id`]: the `X-Request-Id` middleware;
+//! - [`server`]: the middleware chain in its order and the HTTP server around a service's routes;
 //! - [`shutdown`]: graceful shutdown on SIGTERM and SIGINT;
+//! - [`main_steps`]: a server's `main` after the command line: log, settings, serve or probe;
 //! - [`healthcheck`]: the servers' `healthcheck` subcommand (`GET /readyz` on the local port);
 //! - [`openapi`]: the OpenAPI pieces both documents share (error envelope, bearer scheme).
 //!
@@ -29,8 +31,10 @@ pub mod healthcheck;
 pub mod json;
 pub mod limits;
 pub mod listen;
+pub mod main_steps;
 pub mod metrics;
 pub mod openapi;
 pub mod rejections;
 pub mod request_id;
+pub mod server;
 pub mod shutdown;

@@ -6,6 +6,29 @@ use std::net::TcpListener;
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 
+use crate::config::BindAddr;
+
+/// Why a server could not start listening. `Display` is one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// Binding a listen address (`*_BIND`, `*_METRICS_BIND`).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address, or which listener.
+        addr: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The SIGTERM/SIGINT handlers could not be installed.
+    #[error("cannot install the signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Binds the setting `addr`; a failure names it.
+pub fn bind_to(addr: &BindAddr) -> Result<(TcpListener, u16), ListenError> {
+    bind(addr.as_str()).map_err(|source| ListenError::Bind { addr: addr.to_string(), source })
+}
+
 /// Binds `addr`; returns the listener and the port it got.
 pub fn bind(addr: &str) -> std::io::Result<(TcpListener, u16)> {
     let listener = TcpListener::bind(addr)?;

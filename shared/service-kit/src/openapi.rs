@@ -10,6 +10,7 @@ use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{IntoResponses, Modify};
+use utoipa_actix_web::AppExt as _;
 
 /// The name of the bearer security scheme: `security(("bearer" = []))` on an operation.
 pub const BEARER: &str = "bearer";
@@ -84,6 +85,27 @@ impl Modify for BearerAuth {
             ),
         );
     }
+}
+
+/// A service's document: `frame` (its `#[derive(OpenApi)]`: info, schemas, security schemes)
+/// with the routes `configure` registers, collected by `utoipa_actix_web` from the same
+/// registrations that mount them (so a route cannot be served and undocumented or the other way
+/// round); the bearer challenge named ([`name_bearer_challenge`]) and [`COMMON_ERRORS`] on every
+/// operation.
+pub fn document(
+    frame: OpenApi,
+    configure: impl FnOnce(&mut utoipa_actix_web::service_config::ServiceConfig),
+    realm: &str,
+    scope: &str,
+) -> OpenApi {
+    let (_, mut doc) = actix_web::App::new()
+        .into_utoipa_app()
+        .openapi(frame)
+        .configure(configure)
+        .split_for_parts();
+    name_bearer_challenge(&mut doc, realm, scope);
+    add_common_responses(&mut doc, COMMON_ERRORS);
+    doc
 }
 
 /// Writes `realm` and `scope` into the `{realm}` and `{scope}` of the [`BearerRefusals`]

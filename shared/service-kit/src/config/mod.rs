@@ -133,6 +133,35 @@ impl Layers {
     }
 }
 
+/// A server's typed settings, loaded the one way both servers load theirs: the layers of
+/// [`Layers::load`] under the server's prefix, then [`Self::from_layers`]. A server says which
+/// structs hold its settings and how they make one value; `load` and `from_sources` come with it.
+pub trait Layered: Sized {
+    /// The prefix of the environment variables (`API`, `AUTH`).
+    const ENV_PREFIX: &'static str;
+
+    /// The keys of every struct whose fields are settings ([`keys_of`] of each).
+    fn keys() -> Vec<&'static [&'static str]>;
+
+    /// The settings from the merged layers, the rules that span fields checked.
+    fn from_layers(layers: &Layers) -> Result<Self, ConfigError>;
+
+    /// Loads the settings from the optional TOML file and the process environment.
+    fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::from_sources(file, std::env::vars())
+    }
+
+    /// Loads the settings from the optional TOML file and the given environment (only the
+    /// `PREFIX_*` names of the settings are read from it).
+    fn from_sources(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let layers = Layers::load(Self::ENV_PREFIX, &Self::keys(), file, env)?;
+        Self::from_layers(&layers)
+    }
+}
+
 /// A bad value of setting `key` of the server whose variables start with `prefix`.
 pub fn invalid(prefix: &str, key: &str, reason: impl fmt::Display) -> ConfigError {
     ConfigError::Invalid {

@@ -15,10 +15,16 @@
 //! exclusive lock on `private/.lock`, so concurrent `keys` commands serialize instead of losing
 //! each other's updates; readers (the server's reload, `keys list`) need no lock. Loading builds
 //! a [`SigningKeys`], swapped whole.
+//!
+//! Why one file (~740 lines of code): the on-disk protocol is one invariant (write order public →
+//! private → state, removal in reverse, every change under `private/.lock`), and every operation
+//! here (load, add, activate, rotate, retire, prune, the signer status files) is a step of it;
+//! split by operation, the order each step relies on would live in another file than the step. The
+//! file helpers, the atomic-write half of the same invariant, are in `files`.
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -30,7 +36,10 @@ use aws_lc_rs::signature::KeyPair as _;
 use serde::{Deserialize, Serialize};
 
 use crate::signing_keys::SigningKeys;
+
+mod files;
 use crate::tokens::Signer;
+use files::{create_dir, file_name, list_dir, read_small, remove_file, sync_dir, write_atomic};
 
 /// Size of the key generated on first start.
 pub const DEFAULT_BITS: usize = 2048;
@@ -794,107 +803,6 @@ fn check_kid(text: &str) -> Result<(), KeyFolderError> {
 
 /// Now, in Unix seconds: the crate's one clock.
 pub use crate::clock::now_secs;
-
-/// Reads a key or state file, refusing anything bigger than a key can be.
-fn read_small(path: &Path) -> Result<Vec<u8>, KeyFolderError> {
-    use std::io::Read as _;
-    let io_err = |source| KeyFolderError::Io { path: path.to_owned(), source };
-    let file = fs::File::open(path).map_err(io_err)?;
-    let mut bytes = Vec::new();
-    file.take(access_token::keyset::MAX_KEY_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_err)?;
-    if bytes.len() as u64 > access_token::keyset::MAX_KEY_FILE_BYTES {
-        return Err(KeyFolderError::BadKey {
-            path: path.to_owned(),
-            reason: "too big for a key".into(),
-        });
-    }
-    Ok(bytes)
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-}
-
-fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, KeyFolderError> {
-    let io_err = |source| KeyFolderError::Io { path: dir.to_owned(), source };
-    let mut paths = Vec::new();
-    for entry in fs::read_dir(dir).map_err(io_err)? {
-        paths.push(entry.map_err(io_err)?.path());
-    }
-    paths.sort();
-    Ok(paths)
-}
-
-fn remove_file(path: &Path) -> Result<(), KeyFolderError> {
-    match fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(KeyFolderError::Io { path: path.to_owned(), source }),
-    }
-}
-
-fn sync_dir(dir: &Path) -> Result<(), KeyFolderError> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| KeyFolderError::Io { path: dir.to_owned(), source })
-}
-
-fn create_dir(path: &Path, mode: u32) -> Result<(), KeyFolderError> {
-    let io_err = |source| KeyFolderError::Io { path: path.to_owned(), source };
-    if path.is_dir() {
-        return Ok(());
-    }
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, mode);
-    builder.create(path).map_err(io_err)?;
-    // Explicitly, so the umask does not decide who can read `public/`.
-    set_mode(path, mode).map_err(io_err)
-}
-
-#[cfg(unix)]
-fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-}
-
-#[cfg(not(unix))]
-fn set_mode(_path: &Path, _mode: u32) -> io::Result<()> {
-    Ok(())
-}
-
-/// Writes `bytes` to `path` through a temp file in the same directory (`tempfile`: a hidden,
-/// random name, created exclusively, removed if anything fails): `mode` on the open file (so
-/// the umask does not decide who reads a public key, and a private key is never readable by
-/// others, even for a moment), fsync, rename over `path`, fsync the directory.
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), KeyFolderError> {
-    let io_err = |source| KeyFolderError::Io { path: path.to_owned(), source };
-    let dir = path.parent().ok_or_else(|| io_err(io::ErrorKind::InvalidInput.into()))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("key");
-    let prefix = format!(".{name}.tmp-");
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        builder.permissions(fs::Permissions::from_mode(mode & 0o600));
-    }
-    let mut file = builder.tempfile_in(dir).map_err(io_err)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        file.as_file().set_permissions(fs::Permissions::from_mode(mode)).map_err(io_err)?;
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    file.write_all(bytes).map_err(io_err)?;
-    file.as_file().sync_all().map_err(io_err)?;
-    file.persist(path).map_err(|e| io_err(e.error))?;
-    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io_err)
-}
 
 #[cfg(test)]
 mod tests {
