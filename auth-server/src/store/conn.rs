@@ -184,6 +184,21 @@ impl Conn {
         Ok(redis::from_redis_value(reply.extract_error()?)?)
     }
 
+    /// `TIME` on the node that serves `key` (routed as [`Self::wait_replicas`]), in ms.
+    pub(crate) async fn time_ms(&mut self, key: &str) -> RedisResult<u64> {
+        let cmd = redis::cmd("TIME");
+        let reply = match &mut *self {
+            Self::Cluster(conn) => {
+                let route = Route::new(slot(key.as_bytes()), SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                conn.route_command(cmd, routing).await?
+            }
+            other => other.req_packed_command(&cmd).await?,
+        };
+        let (secs, micros): (u64, u64) = redis::from_redis_value(reply.extract_error()?)?;
+        Ok(secs * 1000 + micros / 1000)
+    }
+
     /// Whether the node that ran the last write to `key` (routed as [`Self::wait_replicas`])
     /// has a replica that is online and acknowledged its stream within the last second
     /// (`INFO replication`: `state=online`, `lag` ≤ 1): one that is alive but behind, which a

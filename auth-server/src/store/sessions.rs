@@ -16,7 +16,12 @@ use std::time::Duration;
 
 use super::revocations::{Revoked, SidDigest, VERIFIER_LEEWAY_SECS, retention};
 use super::{Retry, Store, StoreError, expiry_ms, lua_script, parse_roles, roles_json};
+use crate::clock::millis;
 use crate::tokens::{SessionId, TokenHash};
+
+/// How much before its caller gives up a rotation script stops acting ([`Store::rotate`]): more
+/// than the time between the `TIME` reply and sending the script, which starts the deadline.
+const LATE_MARGIN_MS: u64 = 150;
 
 /// What a session carries into every access token issued from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -340,9 +345,22 @@ impl Store {
         Ok(now.unwrap_or(0) == generation)
     }
 
-    /// Runs the rotation script (one round trip, atomic).
+    /// Runs the rotation script (atomic), after a `TIME` on the node that will run it.
+    ///
+    /// The script gets a deadline in that node's time: a little before this call gives up on
+    /// it. A call given up on answers 503 and the client repeats it; if the abandoned script
+    /// still ran later (held up in a connection while the retry and the next rotation went
+    /// through), it would present a token already rotated past: reuse, and the session would
+    /// end. Past the deadline the script changes nothing. One more round trip per rotation.
     pub async fn rotate(&self, r: Rotation<'_>) -> Result<RotateOutcome, StoreError> {
-        let mut invocation = lua_script!("rotate.lua").key(sess_key(r.sid));
+        let store = self.pinned().await?;
+        let key = sess_key(r.sid);
+        let redis_now = store.call(Retry::Safe, |mut conn| {
+            let key = key.as_str();
+            async move { conn.time_ms(key).await }
+        });
+        let deadline = redis_now.await? + millis(store.timeout).saturating_sub(LATE_MARGIN_MS);
+        let mut invocation = lua_script!("rotate.lua").key(&key);
         invocation
             .key(spent_key(r.sid))
             .arg(r.presented.as_str())
@@ -355,17 +373,17 @@ impl Store {
             .arg(r.max_rotations)
             .arg(expiry_ms(r.rotation_window_ms))
             .arg(r.access_ttl.as_secs())
-            .arg(VERIFIER_LEEWAY_SECS);
+            .arg(VERIFIER_LEEWAY_SECS)
+            .arg(deadline);
         // Repeating a rotation whose first attempt ran is a grace replay (the same pair);
         // without a grace it would be reuse, so it is then repeated only when it cannot have run.
         let retry = if r.grace_ms > 0 { Retry::Safe } else { Retry::Once };
-        let store = self.pinned().await?;
         let reply: Vec<String> = store.run_with(retry, &invocation).await?;
         let outcome = parse_rotation(r.sid, reply)?;
         // A replay hands out a pair as surely as the rotation did: it must be one a failover
         // keeps too (answered by a master that is being replaced, it might not be).
         if matches!(outcome, RotateOutcome::Rotated { .. } | RotateOutcome::Replay { .. }) {
-            store.replicate(&sess_key(r.sid)).await?;
+            store.replicate(&key).await?;
         }
         Ok(outcome)
     }
@@ -568,6 +586,9 @@ fn parse_rotation(sid: &SessionId, reply: Vec<String>) -> Result<RotateOutcome, 
     };
     match status.as_str() {
         "unknown" => Ok(RotateOutcome::Unknown),
+        "late" => Err(StoreError::Unavailable(
+            "the rotation reached redis after its deadline and changed nothing".into(),
+        )),
         "expired" => Ok(RotateOutcome::Expired { uid: next()? }),
         "reuse" => {
             let (uid, until) = (next()?, next()?);
@@ -755,6 +776,57 @@ mod tests {
         let stranger = RefreshToken::generate().unwrap();
         assert_eq!(rotate(&store, &stranger, 10_000).await, RotateOutcome::Unknown);
         assert_eq!(listed(&store).await, [marked.entry()]);
+    }
+
+    /// A rotation its caller gave up on (503) that reaches Redis only after the client's retry
+    /// and the next rotation: with its deadline past it changes nothing; without one it would
+    /// present a token rotated past, and end the session as reuse.
+    #[tokio::test]
+    async fn a_rotation_script_run_after_its_deadline_changes_nothing() {
+        let (redis, store) = test_util::store();
+        let (first, _) = login(&store).await;
+        let second = first.successor().unwrap();
+        let third = second.successor().unwrap();
+        let rotated = async |presented: &RefreshToken, successor: &RefreshToken| {
+            let rotation = Rotation {
+                sid: &presented.sid(),
+                presented: &presented.hash(),
+                successor: &successor.hash(),
+                sealed_successor: "sealed",
+                grace_ms: 10_000,
+                refresh_ttl_ms: DAY_MS,
+                max_age_ms: 30 * DAY_MS,
+                max_rotations: 1_000_000,
+                rotation_window_ms: 3_600_000,
+                access_ttl: TTL,
+            };
+            matches!(store.rotate(rotation).await.unwrap(), RotateOutcome::Rotated { .. })
+        };
+        assert!(rotated(&first, &second).await);
+        assert!(rotated(&second, &third).await);
+        let late = |deadline: u64| {
+            let mut invocation = lua_script!("rotate.lua").key(sess_key(&first.sid()));
+            invocation
+                .key(spent_key(&first.sid()))
+                .arg(first.hash().as_str())
+                .arg(first.successor().unwrap().successor().unwrap().hash().as_str())
+                .arg(10_000)
+                .arg(DAY_MS)
+                .arg(30 * DAY_MS)
+                .arg("sealed")
+                .arg(SPENT_DIGESTS_KEPT)
+                .arg(1_000_000)
+                .arg(3_600_000)
+                .arg(TTL.as_secs())
+                .arg(VERIFIER_LEEWAY_SECS)
+                .arg(deadline);
+            invocation.invoke::<Vec<String>>(&mut redis.connection()).unwrap()
+        };
+        assert_eq!(late(redis_now_ms(&redis) - 1), ["late"]);
+        // Nothing changed: the current token still rotates.
+        assert!(rotated(&third, &third.successor().unwrap()).await);
+        // Before its deadline the same call is what reuse detection is for.
+        assert_eq!(late(redis_now_ms(&redis) + 60_000)[0], "reuse");
     }
 
     #[tokio::test]

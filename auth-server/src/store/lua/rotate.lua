@@ -4,7 +4,7 @@
 -- KEYS[1] sess:{<sid>}   KEYS[2] spent:{<sid>} (sorted set: digest -> rotation number)
 -- ARGV    presented digest, successor digest, grace (ms), refresh TTL (ms), max age (ms),
 --         sealed successor, spent digests kept, rotations allowed per window, window (ms),
---         access-token lifetime (s), verifier leeway (s)
+--         access-token lifetime (s), verifier leeway (s), deadline (ms, Redis time; 0: none)
 -- Returns {'rotated', uid, username, name, roles, scope, created_ms, rotated_ms}
 --       | {'replay', uid, username, name, roles, scope, created_ms, sealed successor, rotated_ms}
 --       | {'limited', ms until the window ends} (nothing changed: the token stays current)
@@ -13,10 +13,15 @@
 --       | {'revoked', uid, until} (marked before and a token of it presented: its end is not
 --          complete, publish again)
 --       | {'expired', uid} (session deleted) | {'unknown'}
+--       | {'late'} (run after the deadline: its caller has given up; nothing changed)
 -- Time: Redis TIME (grace, max age, the window and the rotation time all on one clock).
 -- Slot: {<sid>} (both keys).
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- A call its caller abandoned (it answered 503) must not run after the client's retries: it
+-- would present a token they have rotated past, and that is reuse.
+local deadline = tonumber(ARGV[12])
+if deadline > 0 and now > deadline then return {'late'} end
 local s = redis.call('HMGET', KEYS[1], 'cur', 'prev', 'rotated_ms', 'created_ms', 'succ',
   'uid', 'username', 'name', 'roles', 'scope', 'n', 'win', 'win_n', 'revoked')
 if not s[1] then return {'unknown'} end
