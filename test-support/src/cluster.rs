@@ -3,6 +3,10 @@
 //! Nodes keep a stable index (start order) whatever their current role; roles are always read
 //! back from the nodes (`CLUSTER NODES`), since `redis-cli --cluster create` picks the
 //! primary/replica pairs itself and failovers swap them.
+//!
+//! Why one file (~580 lines of code): every fault (failover, kill, restart, reshard, `SCRIPT
+//! FLUSH`) ends in [`RedisCluster::wait_ok`], which reads the same `CLUSTER NODES` parse the
+//! start-up waits on; the waits and the faults are one state machine of the test cluster.
 
 use std::process::{Child, Stdio};
 use std::sync::Arc;

@@ -19,6 +19,7 @@
 mod conn;
 pub mod locks;
 pub mod revocations;
+mod sentinel;
 pub mod sessions;
 pub mod throttle;
 pub mod users;

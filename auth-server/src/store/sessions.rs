@@ -11,6 +11,11 @@
 //! What one user can make Redis hold is bounded: a session keeps the last
 //! [`SPENT_DIGESTS_KEPT`] spent digests and rotates at most a configured number of times per
 //! window; a user has at most [`SESSIONS_PER_USER`] sessions (a login past it ends the oldest).
+//!
+//! Why one file (~570 lines of code, half of them argument lists and reply parsers of the
+//! scripts): the session's keys, its index and the four ending steps are one key layout, and
+//! each script's arguments must match the `.lua` header next to the call; split by operation,
+//! the key names and the ending order would have to be read across files.
 
 use std::time::Duration;
 
