@@ -135,30 +135,29 @@ impl Conn {
     ) -> RedisResult<u32> {
         let mut cmd = redis::cmd("WAIT");
         cmd.arg(replicas).arg(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
-        let reply = match self {
-            Self::Cluster(conn) => {
-                let route = Route::new(slot(key.as_bytes()), SlotAddr::Master);
-                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-                conn.route_command(cmd, routing).await?
-            }
-            other => other.req_packed_command(&cmd).await?,
-        };
+        let reply = self.on_node_of(key, cmd).await?;
         // An error reply (e.g. the node was demoted by a failover since the write: "WAIT cannot
         // be used with replica instances") is a failure of the call, not a malformed answer.
         Ok(redis::from_redis_value(reply.extract_error()?)?)
     }
 
-    /// `TIME` on the node that serves `key` (routed as [`Self::wait_replicas`]), in ms.
-    pub(crate) async fn time_ms(&mut self, key: &str) -> RedisResult<u64> {
-        let cmd = redis::cmd("TIME");
-        let reply = match &mut *self {
+    /// `cmd` on the node that serves `key`: in a Cluster the primary of its slot (the crate
+    /// would route a keyless command to any node), else the one connection.
+    async fn on_node_of(&mut self, key: &str, cmd: Cmd) -> RedisResult<Value> {
+        match self {
             Self::Cluster(conn) => {
                 let route = Route::new(slot(key.as_bytes()), SlotAddr::Master);
                 let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-                conn.route_command(cmd, routing).await?
+                conn.route_command(cmd, routing).await
             }
-            other => other.req_packed_command(&cmd).await?,
-        };
+            other => other.req_packed_command(&cmd).await,
+        }
+    }
+
+    /// `TIME` on the node that serves `key` (routed as [`Self::wait_replicas`]), in ms.
+    pub(crate) async fn time_ms(&mut self, key: &str) -> RedisResult<u64> {
+        let cmd = redis::cmd("TIME");
+        let reply = self.on_node_of(key, cmd).await?;
         let (secs, micros): (u64, u64) = redis::from_redis_value(reply.extract_error()?)?;
         Ok(secs * 1000 + micros / 1000)
     }
@@ -170,14 +169,7 @@ impl Conn {
     pub(crate) async fn replica_live(&mut self, key: &str) -> RedisResult<bool> {
         let mut cmd = redis::cmd("INFO");
         cmd.arg("replication");
-        let reply = match &mut *self {
-            Self::Cluster(conn) => {
-                let route = Route::new(slot(key.as_bytes()), SlotAddr::Master);
-                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-                conn.route_command(cmd, routing).await?
-            }
-            other => other.req_packed_command(&cmd).await?,
-        };
+        let reply = self.on_node_of(key, cmd).await?;
         let info: String = redis::from_redis_value(reply.extract_error()?)?;
         let live = has_live_replica(&info);
         if live && let Self::Sentinel(master) | Self::SentinelPinned(master, _) = self {

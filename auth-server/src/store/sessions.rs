@@ -730,6 +730,31 @@ mod tests {
         rotate_with(store, presented, grace_ms, 30 * DAY_MS).await
     }
 
+    /// The rotation script's call as `Store::rotate` makes it, with `deadline` (ms, Redis time;
+    /// 0: none) and a successor chosen here.
+    fn raw_rotation(
+        presented: &RefreshToken,
+        successor: &TokenHash,
+        deadline: u64,
+    ) -> redis::ScriptInvocation<'static> {
+        let mut invocation = lua_script!("rotate.lua").key(sess_key(&presented.sid()));
+        invocation
+            .key(spent_key(&presented.sid()))
+            .arg(presented.hash().as_str())
+            .arg(successor.as_str())
+            .arg(10_000)
+            .arg(DAY_MS)
+            .arg(30 * DAY_MS)
+            .arg("sealed")
+            .arg(SPENT_DIGESTS_KEPT)
+            .arg(1_000_000)
+            .arg(3_600_000)
+            .arg(TTL.as_secs())
+            .arg(VERIFIER_LEEWAY_SECS)
+            .arg(deadline);
+        invocation
+    }
+
     /// Redis's clock, in ms.
     fn redis_now_ms(redis: &test_support::RedisServer) -> u64 {
         let (secs, micros): (u64, u64) = redis::cmd("TIME").query(&mut redis.connection()).unwrap();
@@ -810,21 +835,8 @@ mod tests {
         assert!(rotated(&first, &second).await);
         assert!(rotated(&second, &third).await);
         let late = |deadline: u64| {
-            let mut invocation = lua_script!("rotate.lua").key(sess_key(&first.sid()));
-            invocation
-                .key(spent_key(&first.sid()))
-                .arg(first.hash().as_str())
-                .arg(first.successor().unwrap().successor().unwrap().hash().as_str())
-                .arg(10_000)
-                .arg(DAY_MS)
-                .arg(30 * DAY_MS)
-                .arg("sealed")
-                .arg(SPENT_DIGESTS_KEPT)
-                .arg(1_000_000)
-                .arg(3_600_000)
-                .arg(TTL.as_secs())
-                .arg(VERIFIER_LEEWAY_SECS)
-                .arg(deadline);
+            let successor = third.successor().unwrap().hash();
+            let invocation = raw_rotation(&first, &successor, deadline);
             invocation.invoke::<Vec<String>>(&mut redis.connection()).unwrap()
         };
         assert_eq!(late(redis_now_ms(&redis) - 1), ["late"]);
@@ -1018,25 +1030,12 @@ mod tests {
         assert!((before..=after).contains(&created_ms), "{before} {created_ms} {after}");
         assert!((created_ms..=after).contains(&rotated_ms));
 
-        // A caller with a clock far off (as an old client passing its time would): the script
-        // takes no time argument, so a trailing one changes nothing: the replay is on time and
-        // the session not expired, by Redis's clock.
+        // A caller with a clock far off: the only time the script takes is its deadline, which
+        // the store takes from the node's own `TIME` (0: none; far ahead: none in practice), so
+        // the replay is on time and the session not expired, by Redis's clock.
         let successor = token.successor().unwrap();
         for skewed_now_ms in [0_u64, 4_102_444_800_000] {
-            let mut raw = lua_script!("rotate.lua").key(sess_key(&token.sid()));
-            raw.key(spent_key(&token.sid()))
-                .arg(token.hash().as_str())
-                .arg(successor.hash().as_str())
-                .arg(10_000)
-                .arg(DAY_MS)
-                .arg(30 * DAY_MS)
-                .arg("sealed")
-                .arg(SPENT_DIGESTS_KEPT)
-                .arg(1_000_000)
-                .arg(3_600_000)
-                .arg(TTL.as_secs())
-                .arg(VERIFIER_LEEWAY_SECS)
-                .arg(skewed_now_ms);
+            let raw = raw_rotation(&token, &successor.hash(), skewed_now_ms);
             let reply: Vec<String> = store.run(&raw).await.unwrap();
             assert_eq!(reply[0], "replay", "{skewed_now_ms}: {reply:?}");
         }
