@@ -180,11 +180,12 @@ impl Conn {
 
     /// After a write no replica acknowledged in time: whether it may be answered anyway. Yes
     /// in a Cluster and on one server (the node that took it is the only copy there is: a
-    /// killed primary's promoted replica, a replica that is down). On Sentinel only when the
-    /// sentinels still name the master in use and see every one of its replicas down: after a
-    /// `SENTINEL FAILOVER` the old master keeps accepting writes until it is demoted (up to
-    /// ~10 s) and then drops them, and it is exactly such a write that no replica acknowledges.
-    /// A replaced master is dropped, so the next call goes to the new one.
+    /// killed primary's promoted replica, a replica that is down). On Sentinel only when every
+    /// sentinel answers, all name the master in use in one epoch and none flags a failover
+    /// ([`SentinelMaster::alone`]): after a `SENTINEL FAILOVER` the old master keeps accepting
+    /// writes until it is demoted (up to ~10 s) and then drops them, and it is exactly such a
+    /// write that no replica acknowledges. A replaced master is dropped, so the next call goes
+    /// to the new one.
     pub(crate) async fn may_answer_unreplicated(&mut self) -> RedisResult<bool> {
         match self {
             Self::Sentinel(master) => match master.current.load_full() {

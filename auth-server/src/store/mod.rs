@@ -253,8 +253,9 @@ impl Store {
             skip.as_ref()
                 .is_some_and(|(on, until)| Instant::now() < *until && (on.is_none() || *on == node))
         };
-        let skip = skipping(&d.skip.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-        if !skip {
+        let backing_off =
+            skipping(&d.skip.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        if !backing_off {
             let acked = self
                 .call(Retry::Safe, |mut conn| async move {
                     conn.wait_replicas(key, 1, WAIT_TIMEOUT).await
@@ -275,7 +276,7 @@ impl Store {
                 })
                 .await?;
             if acked > 0 {
-                if skip {
+                if backing_off {
                     *d.skip.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
                 }
                 return Ok(());
@@ -297,7 +298,7 @@ impl Store {
             ));
         }
         crate::metrics::redis_unreplicated_write();
-        if skip {
+        if backing_off {
             return Ok(());
         }
         let mut skip = d.skip.lock().unwrap_or_else(std::sync::PoisonError::into_inner);

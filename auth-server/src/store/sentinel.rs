@@ -178,15 +178,7 @@ impl SentinelMaster {
         if named.addr == used.addr {
             return Ok(named.alone);
         }
-        let previous = self.current.compare_and_swap(used, None::<Arc<Master>>);
-        if previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, used)) {
-            log::warn!(
-                "redis sentinel: master {:?} moved from {} to {}",
-                self.name,
-                used.addr,
-                named.addr
-            );
-        }
+        self.forget(used, format_args!("moved to {}", named.addr));
         Ok(false)
     }
 
@@ -262,14 +254,16 @@ impl SentinelMaster {
         if !master_may_have_changed(error) {
             return;
         }
+        let code = error.code().unwrap_or("connection");
+        self.forget(used, format_args!("failed ({code}); asking the sentinels again"));
+    }
+
+    /// Stops using `used` (if it is still the master in use), so that the next call looks the
+    /// master up again; logs `why` once, from the call that dropped it.
+    fn forget(&self, used: &Arc<Master>, why: std::fmt::Arguments<'_>) {
         let previous = self.current.compare_and_swap(used, None::<Arc<Master>>);
         if previous.as_ref().is_some_and(|p| Arc::ptr_eq(p, used)) {
-            log::warn!(
-                "redis sentinel: master {:?} at {} failed ({}); asking the sentinels again",
-                self.name,
-                used.addr,
-                error.code().unwrap_or("connection")
-            );
+            log::warn!("redis sentinel: master {:?} at {} {why}", self.name, used.addr);
         }
     }
 }
