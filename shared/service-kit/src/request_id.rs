@@ -3,8 +3,10 @@
 //! the `X-Request-Id` response header, so the access log shows it with `%{x-request-id}o`,
 //! and handlers can read it with the [`RequestId`] extractor.
 //!
-//! The middleware is [`RequestIds`] (`App::wrap(RequestIds)`). A generated id is built on the stack (no formatting, no allocation until the response
-//! header).
+//! The middleware is [`RequestIds`] (`App::wrap(RequestIds)`). It costs at most one allocation
+//! per request: a kept client id shares the request's buffer; a generated one is built on the
+//! stack (no formatting) and copied once into a header value, which the request and the
+//! response then share.
 //!
 //! A client's id that is not sane is replaced, not rejected: it is only a correlation aid, and
 //! refusing requests over it would break clients for nothing. Replacing it keeps log lines
@@ -18,8 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use actix_web::dev::{Payload, Service, ServiceRequest, ServiceResponse, Transform};
-use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::{FromRequest, HttpRequest};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -29,44 +31,23 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 /// Longest client-supplied id kept.
 pub const MAX_REQUEST_ID_LEN: usize = 64;
 
-/// The id of the current request (in the request extensions, and an extractor).
+/// The id of the current request (an extractor; the middleware also leaves it in the
+/// request's own `X-Request-Id` header).
 #[derive(Clone)]
-pub struct RequestId(Repr);
+pub struct RequestId(HeaderValue);
 
 /// Longest generated id: the 12-character prefix, `-`, 16 hex digits.
 const GENERATED_MAX: usize = 32;
-
-#[derive(Clone)]
-enum Repr {
-    /// The client's (sane) header, shared with the request.
-    Client(HeaderValue),
-    /// A generated id, ASCII, inline.
-    Generated { text: [u8; GENERATED_MAX], len: u8 },
-}
 
 impl RequestId {
     /// The id as text.
     pub fn as_str(&self) -> &str {
         // Only ever built from sane (ASCII) text.
-        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+        self.0.to_str().unwrap_or_default()
     }
 
     fn as_bytes(&self) -> &[u8] {
-        match &self.0 {
-            Repr::Client(value) => value.as_bytes(),
-            Repr::Generated { text, len } => text.get(..usize::from(*len)).unwrap_or_default(),
-        }
-    }
-
-    /// The `X-Request-Id` response header.
-    fn header_value(&self) -> HeaderValue {
-        match &self.0 {
-            Repr::Client(value) => value.clone(),
-            // Base64url and hex only: always a valid header value.
-            Repr::Generated { .. } => {
-                HeaderValue::from_bytes(self.as_bytes()).unwrap_or(HeaderValue::from_static("0"))
-            }
-        }
+        self.0.as_bytes()
     }
 }
 
@@ -123,27 +104,29 @@ pub fn generate() -> RequestId {
     let len = prefix.len() + 1 + digits;
     if len > GENERATED_MAX {
         // Unreachable (12 + 1 + 16); a constant id is still a valid one.
-        return RequestId(Repr::Client(HeaderValue::from_static("0")));
+        return RequestId(HeaderValue::from_static("0"));
     }
     text[..prefix.len()].copy_from_slice(prefix);
     text[prefix.len()] = b'-';
     for (i, byte) in text[prefix.len() + 1..len].iter_mut().rev().enumerate() {
         *byte = b"0123456789abcdef"[((n >> (4 * i)) & 0xf) as usize];
     }
-    RequestId(Repr::Generated { text, len: len as u8 })
+    // Base64url and hex only: always a valid header value. The one allocation of the id.
+    RequestId(HeaderValue::from_bytes(&text[..len]).unwrap_or(HeaderValue::from_static("0")))
 }
 
 /// The client's id if sane, else a fresh one.
 pub fn from_header(value: Option<&HeaderValue>) -> RequestId {
     match value {
-        Some(v) if is_sane(v.as_bytes()) => RequestId(Repr::Client(v.clone())),
+        // A header parsed from the request shares its buffer: no copy.
+        Some(v) if is_sane(v.as_bytes()) => RequestId(v.clone()),
         _ => generate(),
     }
 }
 
 /// The id of a request: its `X-Request-Id` if sane and alone, else a fresh one.
-fn for_request(req: &ServiceRequest) -> RequestId {
-    let mut values = req.headers().get_all(REQUEST_ID_HEADER);
+fn for_request(headers: &HeaderMap) -> RequestId {
+    let mut values = headers.get_all(REQUEST_ID_HEADER);
     let first = values.next();
     // Two ids is no id: which one would the log mean?
     if values.next().is_some() { generate() } else { from_header(first) }
@@ -156,13 +139,13 @@ fn stamp<B>(
 ) -> Result<ServiceResponse<B>, actix_web::Error> {
     match result {
         Ok(mut res) => {
-            res.headers_mut().insert(REQUEST_ID_HEADER, id.header_value());
+            res.headers_mut().insert(REQUEST_ID_HEADER, id.0.clone());
             Ok(res)
         }
         Err(e) => {
             // Turned into a response here so the id is on it too.
             let mut res = e.error_response();
-            res.headers_mut().insert(REQUEST_ID_HEADER, id.header_value());
+            res.headers_mut().insert(REQUEST_ID_HEADER, id.0.clone());
             Err(actix_web::error::InternalError::from_response(e, res).into())
         }
     }
@@ -205,9 +188,13 @@ where
 
     actix_web::dev::forward_ready!(service);
 
-    fn call(&self, req: ServiceRequest) -> Self::Future {
-        let id = for_request(&req);
-        req.extensions_mut().insert(id.clone());
+    fn call(&self, mut req: ServiceRequest) -> Self::Future {
+        let id = for_request(req.headers());
+        // The request's own header, rather than an extensions entry (a box per request), is
+        // where the extractor finds it. A kept client id is already there.
+        if req.headers().get(REQUEST_ID_HEADER) != Some(&id.0) {
+            req.headers_mut().insert(REQUEST_ID_HEADER, id.0.clone());
+        }
         RequestIdFuture { inner: self.service.call(req), id }
     }
 }
@@ -243,9 +230,10 @@ impl FromRequest for RequestId {
     type Error = std::convert::Infallible;
     type Future = Ready<Result<Self, Self::Error>>;
 
-    /// The id the middleware assigned, or a fresh one where it is not installed.
+    /// The id the middleware assigned; where it is not installed, the client's if sane and
+    /// alone, else a fresh one.
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(Ok(req.extensions().get::<RequestId>().cloned().unwrap_or_else(generate)))
+        ready(Ok(for_request(req.headers())))
     }
 }
 
@@ -279,7 +267,7 @@ mod tests {
         assert_eq!(prefix.len(), 12);
         let n = u64::from_str_radix(n, 16).unwrap();
         assert_eq!(b.as_str(), format!("{}-{n:x}", *PREFIX));
-        assert_eq!(b.header_value(), b.as_str());
+        assert_eq!(b.0, b.as_str());
     }
 
     #[actix_web::test]
@@ -316,6 +304,19 @@ mod tests {
         let id = res.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned();
         assert_ne!(id, "bad id\twith spaces");
         assert!(is_sane(id.as_bytes()));
+        // The handler saw the id the response carries, not the client's.
+        assert_eq!(read_body(res).await, id);
+
+        // Two ids: a fresh one, the same for the handler and the response.
+        let req = TestRequest::get()
+            .uri("/")
+            .append_header(("x-request-id", "one"))
+            .append_header(("x-request-id", "two"))
+            .to_request();
+        let res = call_service(&app, req).await;
+        let id = res.headers().get("x-request-id").unwrap().to_str().unwrap().to_owned();
+        assert!(id != "one" && id != "two" && is_sane(id.as_bytes()), "{id}");
+        assert_eq!(read_body(res).await, id);
 
         let req = TestRequest::get().uri("/").to_request();
         let res = call_service(&app, req).await;
