@@ -254,6 +254,24 @@ async fn two_spaces_after_bearer_is_a_malformed_request() {
 }
 
 #[tokio::test]
+async fn characters_outside_base64url_are_a_malformed_request_whatever_the_key() {
+    // The syntax is checked once verification fails; the answer must stay 400, for a token
+    // signed by a trusted key as for one naming a key the server does not know.
+    let app = spawn_app().await;
+    for key in [TestKey::trusted(), TestKey::attacker()] {
+        let token = key.sign(&claims_for("alice"));
+        let (signed, signature) = token.rsplit_once('.').unwrap();
+        for bad in [format!("{signed}.!{signature}"), format!("{token}%"), format!("{token}=x")] {
+            let r = assert_invalid_request(app.get_with_token("/articles", &bad).await).await;
+            assert!(
+                r.description.contains("base64url") || r.description.contains("ASCII"),
+                "{r:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn bearer_with_no_token_is_a_malformed_request() {
     let app = spawn_app().await;
     assert_invalid_request(app.get("/articles", Some("Bearer")).await).await;
