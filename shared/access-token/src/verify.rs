@@ -5,7 +5,9 @@
 //! 2. shape: three base64url segments, a JSON header without `crit`;
 //! 3. header: `alg` must be `RS256` and `typ` must be `at+jwt` (checked by hand, RFC 9068 §4);
 //!    the header is otherwise read only for `kid`, a map key into the loaded [`KeySet`] (never a
-//!    path). `jku`, `x5u` and `jwk` are ignored: keys come only from our own source;
+//!    path). `jku`, `x5u` and `jwk` are ignored: keys come only from our own source. The
+//!    outcome of this step depends on the header segment's bytes alone, so the segments of a
+//!    few tokens that verified are remembered and skip it (`KnownHeaders`);
 //! 4. signature and claims: `jsonwebtoken::decode` with a [`Validation`] pinned to RS256 (the
 //!    algorithm is never taken from the token) does all the JWT parsing: it checks
 //!    RSASSA-PKCS1-v1_5 with SHA-256 over `header.payload` with the key named by `kid`,
@@ -31,7 +33,7 @@
 //! presenting the same token again (every request for its lifetime) costs a map lookup rather
 //! than an RSA verification. [`VerifierConfig::token_cache`] sizes it; 0 turns it off.
 //!
-//! Why one file (~430 lines of code): the checks above are one ordered pipeline; the order (size,
+//! Why one file (~460 lines of code): the checks above are one ordered pipeline; the order (size,
 //! shape, header, signature and claims, policy) is the security argument, and it reads top to
 //! bottom here. The token cache, the key sets and the provider are already modules of their own.
 
@@ -39,6 +41,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
@@ -212,7 +215,8 @@ struct RawHeader<'a> {
 }
 
 /// Verifies access tokens against a live [`TrustedKeys`] set. Build one per service and share it
-/// (`web::Data<Verifier>`); it holds no per-request state.
+/// (`web::Data<Verifier>`); it holds no per-request state (only the header segments of a few
+/// verified tokens, see [`KnownHeaders`]).
 #[derive(Debug)]
 pub struct Verifier {
     keys: Arc<TrustedKeys>,
@@ -225,6 +229,36 @@ pub struct Verifier {
     /// What `jsonwebtoken::decode` checks: RS256 only, the required claims, `iss`, `aud`,
     /// `exp` and `nbf` with the leeway.
     validation: Validation,
+    /// The header segments of tokens that verified, so the next token with one skips
+    /// decoding it.
+    known_headers: KnownHeaders,
+}
+
+/// How many header segments [`KnownHeaders`] holds.
+const KNOWN_HEADERS: usize = 8;
+
+/// Header segments of tokens that verified, each with the `kid` it names. A token whose header
+/// segment is one of them skips decoding it (base64, JSON, the `alg`/`typ`/`crit` checks):
+/// the outcome is a function of those bytes alone, so it would be the same. Every token a key
+/// signs carries the same header, so this holds about one entry per signing key; only a token
+/// that verified adds one, so a client cannot fill it; past [`KNOWN_HEADERS`] the oldest goes
+/// (keys rotate). Lock-free to read, copied on the rare write.
+#[derive(Debug, Default)]
+struct KnownHeaders(ArcSwap<Vec<(Box<str>, Box<str>)>>);
+
+impl KnownHeaders {
+    fn remember(&self, header_b64: &str, kid: Box<str>) {
+        self.0.rcu(|known| {
+            let mut known = Vec::clone(known);
+            if !known.iter().any(|(header, _)| **header == *header_b64) {
+                if known.len() >= KNOWN_HEADERS {
+                    known.remove(0);
+                }
+                known.push((header_b64.into(), kid.clone()));
+            }
+            known
+        });
+    }
 }
 
 impl Verifier {
@@ -252,6 +286,7 @@ impl Verifier {
             cache: (config.token_cache > 0).then(|| TokenCache::new(config.token_cache)),
             revocations: None,
             validation,
+            known_headers: KnownHeaders::default(),
         }
     }
 
@@ -353,8 +388,18 @@ impl Verifier {
     /// Verifies `token` against `set` (no re-read): signature, claims and scope only, neither
     /// the cache nor the revocation list (use [`Self::verify_now`] on a request path).
     pub fn verify_with(&self, token: &str, set: &KeySet) -> Result<AccessClaims, VerifyError> {
-        let key = inspect(token, |kid| set.get(kid))?.ok_or(VerifyError::UnknownKid)?;
-        self.verify_with_key(token, key)
+        let header_b64 = shape(token)?;
+        let known = self.known_headers.0.load();
+        if let Some((_, kid)) = known.iter().find(|(known, _)| **known == *header_b64) {
+            let key = set.get(kid).ok_or(VerifyError::UnknownKid)?;
+            return self.verify_with_key(token, key);
+        }
+        let (key, kid) =
+            inspect_header(header_b64, |kid| set.get(kid).map(|key| (key, kid.into())))?
+                .ok_or(VerifyError::UnknownKid)?;
+        let claims = self.verify_with_key(token, key)?;
+        self.known_headers.remember(header_b64, kid);
+        Ok(claims)
     }
 
     /// Steps 4 and 5 for a token whose shape and header [`inspect`] has accepted.
@@ -387,17 +432,31 @@ pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// The three dot-separated segments of a JWS compact token, or `None` for any other count.
+/// `memchr` finds the dots with SIMD: the scan of the ~1 KiB token is on every request.
+fn segments(token: &str) -> Option<(&str, &str, &str)> {
+    let mut dots = memchr::memchr_iter(b'.', token.as_bytes());
+    let (first, second) = (dots.next()?, dots.next()?);
+    if dots.next().is_some() {
+        return None;
+    }
+    // The dots are ASCII, so every index is a char boundary.
+    Some((token.get(..first)?, token.get(first + 1..second)?, token.get(second + 1..)?))
+}
+
 /// Checks size, shape, `alg`, `typ` and `crit`, then hands the `kid` to `with_kid`. The
 /// header is decoded into a stack buffer and the `kid` borrowed from it, so this allocates
 /// nothing for a well-formed token.
 fn inspect<R>(token: &str, with_kid: impl FnOnce(&str) -> R) -> Result<R, VerifyError> {
+    inspect_header(shape(token)?, with_kid)
+}
+
+/// Checks size and shape; answers the header segment.
+fn shape(token: &str) -> Result<&str, VerifyError> {
     if token.len() > MAX_TOKEN_BYTES {
         return Err(VerifyError::TooLong);
     }
-    let mut parts = token.split('.');
-    let (Some(header_b64), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let Some((header_b64, payload, signature)) = segments(token) else {
         return Err(VerifyError::Malformed("expected three dot-separated segments"));
     };
     if payload.is_empty() {
@@ -406,6 +465,11 @@ fn inspect<R>(token: &str, with_kid: impl FnOnce(&str) -> R) -> Result<R, Verify
     if signature.is_empty() {
         return Err(VerifyError::Malformed("missing signature"));
     }
+    Ok(header_b64)
+}
+
+/// [`inspect`]'s checks of the header segment alone: a function of its bytes only.
+fn inspect_header<R>(header_b64: &str, with_kid: impl FnOnce(&str) -> R) -> Result<R, VerifyError> {
     if header_b64.len() > MAX_HEADER_B64 {
         return Err(VerifyError::Malformed("header too long"));
     }
@@ -486,6 +550,17 @@ mod tests {
 
     fn now() -> u64 {
         jsonwebtoken::get_current_timestamp()
+    }
+
+    #[test]
+    fn a_token_has_exactly_three_segments() {
+        assert_eq!(segments("a.b.c"), Some(("a", "b", "c")));
+        assert_eq!(segments("..x"), Some(("", "", "x")));
+        assert_eq!(segments("a.b.c."), None);
+        assert_eq!(segments("a.b.c.d"), None);
+        assert_eq!(segments("a.b"), None);
+        assert_eq!(segments("abc"), None);
+        assert_eq!(segments(""), None);
     }
 
     fn claims() -> Value {
@@ -640,9 +715,55 @@ mod tests {
                 VerifyError::Malformed("expected three dot-separated segments"),
             ),
         ];
-        for (name, token, want) in cases {
-            assert_eq!(v.verify_now(&token), Err(want), "{name}");
+        for (name, token, want) in &cases {
+            assert_eq!(v.verify_now(token).as_ref(), Err(want), "{name}");
         }
+        // The same once a good token's header is remembered (most holes share that header).
+        assert!(v.verify_now(&sign(&claims())).is_ok());
+        assert_eq!(v.known_headers.0.load().len(), 1);
+        for (name, token, want) in &cases {
+            assert_eq!(v.verify_now(token).as_ref(), Err(want), "{name}, header remembered");
+        }
+        assert_eq!(v.known_headers.0.load().len(), 1, "no refused token is remembered");
+    }
+
+    #[test]
+    fn a_remembered_header_still_needs_its_key_and_a_good_signature() {
+        let key = TestKey::generate();
+        let v = verifier(&key);
+        let good = key.sign(&key.header(), &claims());
+        assert!(v.verify_now(&good).is_ok());
+        let header = good.split('.').next().unwrap();
+        let other = TestKey::generate();
+        let mut known_kid = other.header();
+        known_kid.kid = Some(key.kid.clone());
+        let forged = other.sign(&known_kid, &claims());
+        assert!(forged.starts_with(&format!("{header}.")), "the remembered header");
+        assert_eq!(v.verify_now(&forged), Err(VerifyError::BadSignature));
+        // The key gone from the set: unknown, remembered header or not.
+        assert_eq!(v.verify_with(&good, &KeySet::empty()), Err(VerifyError::UnknownKid));
+    }
+
+    #[test]
+    fn the_remembered_headers_are_bounded_and_the_oldest_goes() {
+        let key = TestKey::generate();
+        let v = verifier(&key);
+        let tokens: Vec<String> = (0..KNOWN_HEADERS + 2)
+            .map(|i| {
+                let mut header = key.header();
+                header.cty = Some(format!("variant-{i}"));
+                key.sign(&header, &claims())
+            })
+            .collect();
+        for token in &tokens {
+            assert!(v.verify_now(token).is_ok());
+        }
+        let known = v.known_headers.0.load();
+        assert_eq!(known.len(), KNOWN_HEADERS);
+        let header = |token: &String| token.split('.').next().unwrap().to_owned();
+        assert!(!known.iter().any(|(h, _)| **h == header(&tokens[0])), "the oldest went");
+        assert!(known.iter().any(|(h, _)| **h == header(&tokens[KNOWN_HEADERS + 1])));
+        assert!(known.iter().all(|(_, kid)| **kid == key.kid));
     }
 
     /// Signs `header.payload` as given (any bytes), RS256, with `key`.
