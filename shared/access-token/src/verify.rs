@@ -389,10 +389,12 @@ impl Verifier {
     /// the cache nor the revocation list (use [`Self::verify_now`] on a request path).
     pub fn verify_with(&self, token: &str, set: &KeySet) -> Result<AccessClaims, VerifyError> {
         let header_b64 = shape(token)?;
-        let known = self.known_headers.0.load();
-        if let Some((_, kid)) = known.iter().find(|(known, _)| **known == *header_b64) {
-            let key = set.get(kid).ok_or(VerifyError::UnknownKid)?;
-            return self.verify_with_key(token, key);
+        // The guard is dropped before the signature check (the key is borrowed from `set`).
+        let known = self.known_headers.0.load().iter().find_map(|(known, kid)| {
+            (**known == *header_b64).then(|| set.get(kid).ok_or(VerifyError::UnknownKid))
+        });
+        if let Some(key) = known {
+            return self.verify_with_key(token, key?);
         }
         let (key, kid) =
             inspect_header(header_b64, |kid| set.get(kid).map(|key| (key, kid.into())))?

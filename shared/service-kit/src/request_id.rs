@@ -115,21 +115,12 @@ pub fn generate() -> RequestId {
     RequestId(HeaderValue::from_bytes(&text[..len]).unwrap_or(HeaderValue::from_static("0")))
 }
 
-/// The client's id if sane, else a fresh one.
-pub fn from_header(value: Option<&HeaderValue>) -> RequestId {
-    match value {
-        // A header parsed from the request shares its buffer: no copy.
-        Some(v) if is_sane(v.as_bytes()) => RequestId(v.clone()),
-        _ => generate(),
-    }
-}
-
-/// The id of a request: its `X-Request-Id` if sane and alone, else a fresh one.
-fn for_request(headers: &HeaderMap) -> RequestId {
+/// The request's `X-Request-Id` if sane and alone (two ids is no id: which one would the log
+/// mean?). The clone shares the request's buffer: no copy.
+fn kept(headers: &HeaderMap) -> Option<RequestId> {
     let mut values = headers.get_all(REQUEST_ID_HEADER);
-    let first = values.next();
-    // Two ids is no id: which one would the log mean?
-    if values.next().is_some() { generate() } else { from_header(first) }
+    let first = values.next()?;
+    (values.next().is_none() && is_sane(first.as_bytes())).then(|| RequestId(first.clone()))
 }
 
 /// `id` on the outcome of a request, error responses included.
@@ -189,12 +180,13 @@ where
     actix_web::dev::forward_ready!(service);
 
     fn call(&self, mut req: ServiceRequest) -> Self::Future {
-        let id = for_request(req.headers());
         // The request's own header, rather than an extensions entry (a box per request), is
-        // where the extractor finds it. A kept client id is already there.
-        if req.headers().get(REQUEST_ID_HEADER) != Some(&id.0) {
+        // where the extractor finds the id. A kept client id is already there, alone.
+        let id = kept(req.headers()).unwrap_or_else(|| {
+            let id = generate();
             req.headers_mut().insert(REQUEST_ID_HEADER, id.0.clone());
-        }
+            id
+        });
         RequestIdFuture { inner: self.service.call(req), id }
     }
 }
@@ -233,7 +225,7 @@ impl FromRequest for RequestId {
     /// The id the middleware assigned; where it is not installed, the client's if sane and
     /// alone, else a fresh one.
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(Ok(for_request(req.headers())))
+        ready(Ok(kept(req.headers()).unwrap_or_else(generate)))
     }
 }
 
