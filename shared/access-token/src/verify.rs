@@ -247,6 +247,19 @@ const KNOWN_HEADERS: usize = 8;
 struct KnownHeaders(ArcSwap<Vec<(Box<str>, Box<str>)>>);
 
 impl KnownHeaders {
+    /// For a remembered `header_b64`, the key of its `kid` in `set` (unknown if `set` no longer
+    /// has it); `None` when the segment is not remembered. The key is borrowed from `set`, so
+    /// the read guard is dropped before the caller checks the signature.
+    fn key<'s>(
+        &self,
+        header_b64: &str,
+        set: &'s KeySet,
+    ) -> Option<Result<&'s PublicKey, VerifyError>> {
+        self.0.load().iter().find_map(|(known, kid)| {
+            (**known == *header_b64).then(|| set.get(kid).ok_or(VerifyError::UnknownKid))
+        })
+    }
+
     fn remember(&self, header_b64: &str, kid: Box<str>) {
         self.0.rcu(|known| {
             let mut known = Vec::clone(known);
@@ -389,11 +402,7 @@ impl Verifier {
     /// the cache nor the revocation list (use [`Self::verify_now`] on a request path).
     pub fn verify_with(&self, token: &str, set: &KeySet) -> Result<AccessClaims, VerifyError> {
         let header_b64 = shape(token)?;
-        // The guard is dropped before the signature check (the key is borrowed from `set`).
-        let known = self.known_headers.0.load().iter().find_map(|(known, kid)| {
-            (**known == *header_b64).then(|| set.get(kid).ok_or(VerifyError::UnknownKid))
-        });
-        if let Some(key) = known {
+        if let Some(key) = self.known_headers.key(header_b64, set) {
             return self.verify_with_key(token, key?);
         }
         let (key, kid) =
